@@ -1,0 +1,82 @@
+"""Validated events to the event tier's Arrow rows, and back.
+
+The mapping is pure so it can be tested without LanceDB; it also removes
+duplicates inside one batch, since a merge keyed on the event id only
+deduplicates against rows already stored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from memory_store.events import Interaction
+
+__all__ = ["EVENT_KEY", "EVENT_SCHEMA", "EventRecord", "event_key", "events_to_table"]
+
+# LanceDB's primary key is one column, and an event id is unique only within its tenant.
+EVENT_KEY = "event_key"
+
+EVENT_SCHEMA = pa.schema(
+    [
+        pa.field(EVENT_KEY, pa.string(), nullable=False),
+        pa.field("tenant", pa.string(), nullable=False),
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("value", pa.float64()),
+        pa.field("ts", pa.float64(), nullable=False),
+        pa.field("text", pa.string()),
+        pa.field("context", pa.string()),
+        pa.field("source_partition", pa.int32(), nullable=False),
+        pa.field("source_offset", pa.int64(), nullable=False),
+        pa.field("ingested_at", pa.float64(), nullable=False),
+    ]
+)
+
+
+def event_key(tenant: str, event_id: str) -> str:
+    """The stored key of an event: tenant and id, joined by a unit separator."""
+    return f"{tenant}\x1f{event_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An interaction and where it came from (partition/offset; -1 when not from Kafka)."""
+
+    event: Interaction
+    partition: int = -1
+    offset: int = -1
+
+
+def events_to_table(records: Sequence[EventRecord], ingested_at: float) -> pa.Table:
+    """One Arrow table for a batch, first occurrence of each (tenant, event_id) kept."""
+    seen: set[str] = set()
+    cols: dict[str, list[Any]] = {name: [] for name in EVENT_SCHEMA.names}
+    for rec in records:
+        ev = rec.event
+        key = event_key(ev.tenant, ev.event_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        cols[EVENT_KEY].append(key)
+        cols["tenant"].append(ev.tenant)
+        cols["event_id"].append(ev.event_id)
+        cols["user_id"].append(ev.user_id)
+        cols["item_id"].append(ev.item_id)
+        cols["type"].append(ev.type.value)
+        cols["value"].append(ev.value)
+        cols["ts"].append(ev.ts)
+        cols["text"].append(ev.text)
+        cols["context"].append(
+            None if ev.context is None else json.dumps(ev.context, separators=(",", ":"))
+        )
+        cols["source_partition"].append(rec.partition)
+        cols["source_offset"].append(rec.offset)
+        cols["ingested_at"].append(ingested_at)
+    return pa.Table.from_pydict(cols, schema=EVENT_SCHEMA)

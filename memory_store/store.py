@@ -1,0 +1,61 @@
+"""The storage interface of the memory, and the factory that picks its backend by URI.
+
+Kept small on purpose: everything above it (agents, reader, CLI) speaks only
+these methods, so the backend can move from a local path to object storage
+without touching them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from memory_store.rows import EventRecord
+
+__all__ = ["MemoryStore", "UserMemory", "WriteResult", "open_store"]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one idempotent batch write did."""
+
+    received: int
+    inserted: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserMemory:
+    """One user's stored memory, newest events first."""
+
+    tenant: str
+    user_id: str
+    event_count: int
+    recent_events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class MemoryStore(Protocol):
+    """Durable memory tiers; every call is scoped to a tenant or is tenant-blind by design."""
+
+    def write_events(self, records: Sequence[EventRecord]) -> WriteResult:
+        """Store a batch once: an event id already stored for its tenant is not stored again."""
+        ...
+
+    def read_user(self, tenant: str, user_id: str, limit: int = 20) -> UserMemory:
+        """A user's memory, filtered hard on tenant and user."""
+        ...
+
+    def count_events(self, tenant: str | None = None) -> int:
+        """Stored events, for one tenant or (operators only) all of them."""
+        ...
+
+    def compact(self) -> None:
+        """Merge small fragments and refresh indexes; run by the single writer."""
+        ...
+
+
+def open_store(uri: str) -> MemoryStore:
+    """A store for ``uri``: a filesystem path or an object-store URI (s3://, gs://, az://)."""
+    from memory_store.lance_store import LanceMemoryStore
+
+    return LanceMemoryStore(uri)

@@ -1,0 +1,184 @@
+"""The Faust worker: interactions in, event memory out.
+
+The agent only decodes, validates, writes and acknowledges. A batch's offsets
+become committable only after its events are in LanceDB and its dead letters
+are on the broker, so a crash at any point replays, and the idempotent write
+makes the replay harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+
+from memory_store.store import MemoryStore, open_store
+from streams.batch import Consumed, dead_letter_headers, split_batch
+from streams.contract import Limits
+from streams.metrics import WorkerMetrics
+from streams.settings import Settings
+
+__all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
+
+log = logging.getLogger(__name__)
+
+EXIT_AGENT_CRASHED = 70
+
+
+def faust_app(settings: Settings, app_id: str | None = None) -> faust.App:
+    """A Faust app tuned for throughput on raw bytes (see the ingest benchmark notes)."""
+    credentials = None
+    if settings.security_protocol != "PLAINTEXT":
+        credentials = _credentials(settings)
+    return faust.App(
+        app_id or settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker_credentials=credentials,
+        value_serializer="raw",
+        key_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        broker_max_poll_records=5000,
+        stream_buffer_maxsize=65536,
+        stream_wait_empty=False,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        broker_session_timeout=6,
+        broker_heartbeat_interval=2,
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        producer_max_batch_size=16384,
+        web_enabled=False,
+        store="memory://",
+    )
+
+
+def _credentials(settings: Settings) -> Any:
+    import ssl
+
+    context = None
+    if settings.security_protocol.endswith("SSL"):
+        context = ssl.create_default_context(cafile=settings.ssl_cafile)
+        if settings.ssl_certfile:
+            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context)
+
+
+class IngestWorker:
+    """Owns the Faust app, the store, the single writer thread and the metrics."""
+
+    def __init__(self, settings: Settings, store: MemoryStore | None = None) -> None:
+        self.settings = settings
+        self.metrics = WorkerMetrics()
+        self.store = store if store is not None else open_store(settings.lancedb_uri)
+        self.limits = Limits(
+            max_bytes=settings.max_event_bytes,
+            max_future_skew_s=settings.max_future_skew_s,
+            tenants=settings.tenants,
+        )
+        # One thread: writes and compactions never race each other (one writer per table).
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lancedb-writer")
+        self._commits_since_compact = 0
+        self.app = faust_app(settings)
+        self._interactions = self.app.topic(
+            settings.topic_interactions, value_serializer="raw", key_serializer="raw"
+        )
+        self._dlq = self.app.topic(settings.topic_dlq, value_serializer="raw", key_serializer="raw")
+        self.app.agent(self._interactions, name="ingest")(self._ingest)
+        self.app.timer(settings.compact_every_s)(self._compact_on_timer)
+
+    async def _ingest(self, stream: Any) -> None:
+        self.metrics.agent_alive.set(1)
+        try:
+            async for events in stream.take_events(
+                self.settings.batch_size, within=self.settings.batch_seconds
+            ):
+                await self._process(events)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._die(exc)
+
+    async def _process(self, events: Sequence[Any]) -> None:
+        messages = [
+            Consumed(m.topic, m.partition, m.offset, m.key, m.value)
+            for m in (event.message for event in events)
+        ]
+        self.metrics.consumed.inc(len(messages))
+        self.metrics.batch_size.observe(len(messages))
+        split = split_batch(messages, time.time(), self.limits)
+        deliveries = []
+        for letter in split.dead:
+            src = letter.source
+            deliveries.append(
+                await self._dlq.send(
+                    key=src.key, value=src.value or b"", headers=dead_letter_headers(letter)
+                )
+            )
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        result = await loop.run_in_executor(self._writer, self.store.write_events, split.records)
+        self.metrics.batch_write_seconds.observe(time.perf_counter() - started)
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        for letter in split.dead:
+            self.metrics.rejected.labels(letter.reason.value).inc()
+        self.metrics.written.inc(result.inserted)
+        self.metrics.duplicates.inc(len(split.records) - result.inserted)
+        self.metrics.last_write.set(time.time())
+        self._observe_lag(messages)
+        self._commits_since_compact += 1
+        if self._commits_since_compact >= self.settings.compact_every_commits:
+            self._schedule_compaction()
+
+    def _observe_lag(self, messages: Sequence[Consumed]) -> None:
+        last: dict[int, int] = {}
+        for msg in messages:
+            last[msg.partition] = max(msg.offset, last.get(msg.partition, -1))
+        topic = self.settings.topic_interactions
+        for partition, offset in last.items():
+            tp = faust.types.TP(topic, partition)
+            try:
+                high = self.app.consumer.highwater(tp)
+            except Exception:  # the consumer may be rebalancing; lag is best effort
+                continue
+            if high is not None:
+                self.metrics.consumer_lag.labels(topic, str(partition)).set(max(high - offset - 1, 0))
+
+    async def _compact_on_timer(self) -> None:
+        self._schedule_compaction()
+
+    def _schedule_compaction(self) -> None:
+        self._commits_since_compact = 0
+        asyncio.get_running_loop().run_in_executor(self._writer, self._compact)
+
+    def _compact(self) -> None:
+        try:
+            self.store.compact()
+        except Exception:
+            self.metrics.compactions.labels("error").inc()
+            log.exception("event-tier compaction failed; the next one retries")
+        else:
+            self.metrics.compactions.labels("ok").inc()
+
+    def _die(self, exc: BaseException) -> None:
+        """End the process at once: acks of the failed batch must never be committed."""
+        self.metrics.agent_alive.set(0)
+        self.metrics.agent_crashes.inc()
+        log.critical("ingest agent crashed; stopping the worker", exc_info=exc)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(EXIT_AGENT_CRASHED)

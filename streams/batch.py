@@ -1,0 +1,66 @@
+"""Split one consumed batch into events to store and dead letters.
+
+Pure and Kafka-free: the agent hands in plain ``Consumed`` messages and gets
+back what to write and what to dead-letter, so the whole decision is unit
+tested without a broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from memory_store.rows import EventRecord
+from streams.contract import Limits, RejectReason, Rejection, decode_interaction
+
+__all__ = ["Consumed", "DeadLetter", "SplitBatch", "dead_letter_headers", "split_batch"]
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """One message as read from Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected message: its original bytes, where it came from, and why."""
+
+    source: Consumed
+    reason: RejectReason
+    detail: str
+
+
+@dataclass(slots=True)
+class SplitBatch:
+    records: list[EventRecord] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def split_batch(messages: Iterable[Consumed], now: float, limits: Limits) -> SplitBatch:
+    """Decode every message; order is kept within each output list."""
+    out = SplitBatch()
+    for msg in messages:
+        decoded = decode_interaction(msg.value, now, limits)
+        if isinstance(decoded, Rejection):
+            out.dead.append(DeadLetter(msg, decoded.reason, decoded.detail))
+        else:
+            out.records.append(EventRecord(decoded, msg.partition, msg.offset))
+    return out
+
+
+def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    """Kafka headers carrying the reason and the source position; the value stays the original."""
+    src = letter.source
+    return [
+        ("dlq.reason", letter.reason.value.encode()),
+        ("dlq.detail", letter.detail.encode()),
+        ("dlq.topic", src.topic.encode()),
+        ("dlq.partition", str(src.partition).encode()),
+        ("dlq.offset", str(src.offset).encode()),
+    ]

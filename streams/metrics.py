@@ -1,0 +1,83 @@
+"""Prometheus metrics of a worker, on a registry of its own.
+
+A registry per worker (not the process-global one) keeps tests and
+benchmarks that build several apps in one process from colliding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+__all__ = ["WorkerMetrics"]
+
+_NS = "beliefstream"
+
+
+def _registry() -> CollectorRegistry:
+    return CollectorRegistry(auto_describe=True)
+
+
+@dataclass
+class WorkerMetrics:
+    registry: CollectorRegistry = field(default_factory=_registry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.consumed = Counter(
+            f"{_NS}_events_consumed", "Messages read from the interactions topic.", registry=r
+        )
+        self.written = Counter(
+            f"{_NS}_events_written", "Events newly stored in the event tier.", registry=r
+        )
+        self.duplicates = Counter(
+            f"{_NS}_events_duplicate",
+            "Valid events not stored again because their event id was already stored.",
+            registry=r,
+        )
+        self.rejected = Counter(
+            f"{_NS}_events_rejected",
+            "Messages sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.batch_write_seconds = Histogram(
+            f"{_NS}_batch_write_seconds",
+            "Time to write one batch to the event tier.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            f"{_NS}_batch_size",
+            "Messages per processed batch.",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            f"{_NS}_consumer_lag",
+            "Messages behind the partition's high watermark after the last batch.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.last_write = Gauge(
+            f"{_NS}_last_write_timestamp_seconds",
+            "Unix time of the last successful event-tier write.",
+            registry=r,
+        )
+        self.agent_alive = Gauge(
+            f"{_NS}_agent_alive", "1 while the ingest agent runs, 0 once it died.", registry=r
+        )
+        self.agent_crashes = Counter(
+            f"{_NS}_agent_crashes", "Ingest agent crashes (each ends the worker).", registry=r
+        )
+        self.compactions = Counter(
+            f"{_NS}_compactions",
+            "Event-tier compactions by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+
+    def serve(self, port: int) -> None:
+        """Expose ``/metrics`` over HTTP on all interfaces."""
+        start_http_server(port, registry=self.registry)

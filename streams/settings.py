@@ -1,0 +1,86 @@
+"""The one settings object of a beliefstream process.
+
+Every knob is read once, from the environment (prefix ``BELIEFSTREAM_``) or a
+``.env`` file, into a frozen object that is passed down explicitly; nothing
+else in the code base reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Broker, topics, storage, batching, limits and metrics of one worker."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BELIEFSTREAM_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Broker: any Kafka-protocol cluster; the security options pass through to the clients.
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    app_id: str = "beliefstream"
+    topic_interactions: str = "interactions"
+    topic_items: str = "items"
+    partitions: int = Field(default=4, ge=1)
+
+    # Storage: a local path or an object-store URI (s3://...) for LanceDB.
+    lancedb_uri: str = "./data/lancedb"
+
+    # Batching: the agent writes up to batch_size events at once, or what came within batch_seconds.
+    batch_size: int = Field(default=1000, ge=1)
+    batch_seconds: float = Field(default=0.5, gt=0)
+    compact_every_s: float = Field(default=60.0, gt=0)
+    compact_every_commits: int = Field(default=100, ge=1)
+
+    # Validation limits for incoming events.
+    max_event_bytes: int = Field(default=64 * 1024, ge=256)
+    max_future_skew_s: float = Field(default=300.0, ge=0)
+    # Empty means every tenant is accepted.
+    tenants: Annotated[frozenset[str], NoDecode] = frozenset()
+
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    log_level: str = "WARNING"
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _split_tenants(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @property
+    def topic_dlq(self) -> str:
+        """Dead letters of the interactions topic."""
+        return f"{self.topic_interactions}.dlq"
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Security options in the spelling aiokafka and kafka-python share."""
+        opts: dict[str, object] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            opts.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        if self.security_protocol.endswith("SSL"):
+            opts.update(
+                ssl_cafile=self.ssl_cafile,
+                ssl_certfile=self.ssl_certfile,
+                ssl_keyfile=self.ssl_keyfile,
+            )
+        return opts

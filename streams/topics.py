@@ -1,0 +1,59 @@
+"""Create the topics beliefstream reads and writes, before anyone subscribes.
+
+A consumer that subscribes to a topic that does not exist yet only notices it
+at its next metadata refresh (minutes), so the worker, the replayer and the
+benchmarks all declare the topics first. Explicit retention configs also keep
+clients that read them (Quix Streams) happy on brokers that answer none.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+__all__ = ["ensure_topics"]
+
+_CONFIGS = {"retention.ms": "604800000", "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+
+def ensure_topics(
+    settings: Settings, extra: dict[str, int] | None = None, timeout_s: float = 20.0
+) -> None:
+    """Create interactions, its dead letters and items (plus ``extra`` name→partitions)."""
+    wanted = {
+        settings.topic_interactions: settings.partitions,
+        settings.topic_dlq: 1,
+        settings.topic_items: settings.partitions,
+        **(extra or {}),
+    }
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=settings.bootstrap_servers.split(","),
+                client_id=f"{settings.app_id}-admin",
+                **settings.kafka_client_options(),
+            )
+            break
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        existing = set(admin.list_topics())
+        for name, partitions in wanted.items():
+            if name in existing:
+                continue
+            try:
+                admin.create_topics(
+                    [NewTopic(name, num_partitions=partitions, replication_factor=1,
+                              topic_configs=_CONFIGS)]
+                )  # fmt: skip
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()

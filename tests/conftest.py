@@ -1,0 +1,39 @@
+"""Shared fixtures: one real Tansu broker per test session, LanceDB in temp dirs."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from streams.broker import Broker, start_broker
+from streams.settings import Settings
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    started = start_broker()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def settings(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for one test: its own topics, consumer group and LanceDB directory."""
+    n = next(_names)
+    return Settings(
+        bootstrap_servers=broker.bootstrap_servers,
+        app_id=f"bs-test-{n}",
+        topic_interactions=f"interactions-{n}",
+        topic_items=f"items-{n}",
+        lancedb_uri=str(tmp_path_factory.mktemp(f"lancedb-{n}")),
+        batch_size=500,
+        batch_seconds=0.2,
+        metrics_port=0,
+        _env_file=None,  # type: ignore[call-arg]
+    )
