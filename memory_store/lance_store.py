@@ -38,7 +38,8 @@ class LanceMemoryStore:
         self.uri = uri
         self._cleanup_older_than = cleanup_older_than
         self._db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
-        if EVENTS_TABLE in self._db.table_names():
+        self._events: Any
+        if EVENTS_TABLE in self._db.list_tables().tables:
             self._events = self._db.open_table(EVENTS_TABLE)
         else:
             self._events = self._db.create_table(EVENTS_TABLE, schema=EVENT_SCHEMA, exist_ok=True)
@@ -53,9 +54,7 @@ class LanceMemoryStore:
         batch = events_to_table(records, ingested_at=time.time())
         with self._lock:
             result = (
-                self._events.merge_insert(EVENT_KEY)
-                .when_not_matched_insert_all()
-                .execute(batch)
+                self._events.merge_insert(EVENT_KEY).when_not_matched_insert_all().execute(batch)
             )
         inserted = int(getattr(result, "num_inserted_rows", batch.num_rows))
         return WriteResult(received=len(records), inserted=inserted)
@@ -70,7 +69,9 @@ class LanceMemoryStore:
         return UserMemory(tenant, user_id, count, rows[:limit])
 
     def count_events(self, tenant: str | None = None) -> int:
-        return int(self._events.count_rows(None if tenant is None else f"tenant = {_quote(tenant)}"))
+        return int(
+            self._events.count_rows(None if tenant is None else f"tenant = {_quote(tenant)}")
+        )
 
     def compact(self) -> None:
         with self._lock:

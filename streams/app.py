@@ -156,7 +156,9 @@ class IngestWorker:
             except Exception:  # the consumer may be rebalancing; lag is best effort
                 continue
             if high is not None:
-                self.metrics.consumer_lag.labels(topic, str(partition)).set(max(high - offset - 1, 0))
+                self.metrics.consumer_lag.labels(topic, str(partition)).set(
+                    max(high - offset - 1, 0)
+                )
 
     async def _compact_on_timer(self) -> None:
         self._schedule_compaction()

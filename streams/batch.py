@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from memory_store.rows import EventRecord
-from streams.contract import Limits, RejectReason, Rejection, decode_interaction
+from streams.contract import Limits, Rejection, RejectReason, decode_interaction
 
 __all__ = ["Consumed", "DeadLetter", "SplitBatch", "dead_letter_headers", "split_batch"]
 

@@ -8,6 +8,7 @@ clients that read them (Quix Streams) happy on brokers that answer none.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -48,12 +49,8 @@ def ensure_topics(
         for name, partitions in wanted.items():
             if name in existing:
                 continue
-            try:
-                admin.create_topics(
-                    [NewTopic(name, num_partitions=partitions, replication_factor=1,
-                              topic_configs=_CONFIGS)]
-                )  # fmt: skip
-            except TopicAlreadyExistsError:
-                pass
+            topic = NewTopic(name, partitions, replication_factor=1, topic_configs=_CONFIGS)
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics([topic])
     finally:
         admin.close()

@@ -1,0 +1,134 @@
+"""The ``beliefstream`` command line: broker, worker, replay, memory, demo, bench."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from streams.settings import Settings
+
+__all__ = ["main"]
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+memory_app = typer.Typer(no_args_is_help=True, help="Read stored memory.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that write JSON.")
+app.add_typer(memory_app, name="memory")
+app.add_typer(bench_app, name="bench")
+
+console = Console()
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Loopback port; 0 picks a free one.")] = 9092,
+) -> None:
+    """Run a local Kafka-protocol broker (Tansu, in memory) until Ctrl-C."""
+    from streams.broker import start_broker
+
+    running = start_broker(port)
+    console.print(f"broker listening on [bold]{running.bootstrap_servers}[/] (Ctrl-C stops it)")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set() and running.process.poll() is None:
+            stop.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+    if running.process.returncode not in (0, -signal.SIGTERM, None):
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker() -> None:
+    """Consume interactions into the event tier (settings from BELIEFSTREAM_* variables)."""
+    from streams.run import run_worker
+
+    run_worker(Settings())
+
+
+@app.command()
+def replay(
+    dataset: Annotated[str, typer.Argument(help="ml-100k, ml-1m, or a .jsonl/.csv file.")],
+    tenant: Annotated[str, typer.Option(help="Tenant for rows that name none.")] = "movielens",
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N events in time order.")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Events per second; unlimited if unset.")
+    ] = None,
+) -> None:
+    """Produce a dataset into the interactions and items topics, in timestamp order."""
+    from streams.datasets import load_dataset
+    from streams.replay import replay as run_replay
+
+    data = load_dataset(dataset, tenant=tenant, limit=limit)
+    result = run_replay(Settings(), data, rate=rate, progress=True)
+    console.print(
+        f"produced {result.interactions} interactions and {result.items} items "
+        f"in {result.seconds:.1f}s"
+    )
+
+
+@memory_app.command("show")
+def memory_show(
+    user: Annotated[str, typer.Argument(help="User id.")],
+    tenant: Annotated[str, typer.Option(help="Tenant the user belongs to.")],
+    limit: Annotated[int, typer.Option(help="Recent events to print.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print one user's stored memory."""
+    from memory_store.store import open_store
+    from streams.show import print_memory
+
+    memory = open_store(Settings().lancedb_uri).read_user(tenant, user, limit)
+    if as_json:
+        typer.echo(json.dumps({"tenant": memory.tenant, "user_id": memory.user_id,
+                               "event_count": memory.event_count,
+                               "recent_events": memory.recent_events}))  # fmt: skip
+    else:
+        print_memory(console, memory)
+
+
+@app.command()
+def demo(
+    limit: Annotated[int | None, typer.Option(help="Replay only the first N events.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Keep LanceDB here (temp dir if unset).")
+    ] = None,
+) -> None:
+    """Broker + worker + MovieLens-100K replay; prints throughput and one user's memory."""
+    from streams.demo import run_demo
+
+    raise typer.Exit(run_demo(console, limit=limit, data_dir=data_dir))
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    events: Annotated[int, typer.Option(help="Events pre-filled into the topic.")] = 50_000,
+    json_path: Annotated[Path, typer.Option("--json", help="Where to write the results.")] = Path(
+        "bench-results/ingest.json"
+    ),
+) -> None:
+    """aiokafka vs no-op Faust vs the full pipeline vs Quix Streams, on one broker."""
+    from streams.bench_ingest import run_ingest_bench
+
+    results = run_ingest_bench(events, console)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    console.print_json(json.dumps(results))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
