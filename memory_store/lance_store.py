@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import lancedb
+from lancedb.index import BTree
 
 from memory_store.rows import EVENT_KEY, EVENT_SCHEMA, EventRecord, events_to_table
 from memory_store.store import UserMemory, WriteResult
@@ -79,6 +80,6 @@ class LanceMemoryStore:
                 return
             for column in _INDEXED_COLUMNS:
                 if column not in self._indexed:
-                    self._events.create_scalar_index(column, index_type="BTREE", replace=True)
+                    self._events.create_index(column, config=BTree(), replace=True)
                     self._indexed.add(column)
             self._events.optimize(cleanup_older_than=self._cleanup_older_than)
