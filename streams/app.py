@@ -93,12 +93,19 @@ class IngestWorker:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lancedb-writer")
         self._commits_since_compact = 0
         self.app = faust_app(settings)
+        self._topic_name = settings.topic_interactions
         self._interactions = self.app.topic(
             settings.topic_interactions, value_serializer="raw", key_serializer="raw"
         )
         self._dlq = self.app.topic(settings.topic_dlq, value_serializer="raw", key_serializer="raw")
         self.app.agent(self._interactions, name="ingest")(self._ingest)
         self.app.timer(settings.compact_every_s)(self._compact_on_timer)
+        self.app.on_partitions_assigned.connect(self._on_rebalance)
+        self.app.on_partitions_revoked.connect(self._on_rebalance)
+
+    async def _on_rebalance(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        owned = [tp for tp in self.app.consumer.assignment() if tp.topic == self._topic_name]
+        self.metrics.assigned_partitions.set(len(owned))
 
     async def _ingest(self, stream: Any) -> None:
         self.metrics.agent_alive.set(1)

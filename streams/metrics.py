@@ -65,6 +65,11 @@ class WorkerMetrics:
             "Unix time of the last successful event-tier write.",
             registry=r,
         )
+        self.assigned_partitions = Gauge(
+            f"{_NS}_assigned_partitions",
+            "Interactions partitions this worker owns after the last rebalance.",
+            registry=r,
+        )
         self.agent_alive = Gauge(
             f"{_NS}_agent_alive", "1 while the ingest agent runs, 0 once it died.", registry=r
         )

@@ -10,7 +10,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from tests.integration.worker_process import WorkerProcess
+from tests.integration.worker_process import TestWorker
 
 
 def interaction(i: int, tenant: str = "acme", users: int = 50) -> dict[str, Any]:
@@ -67,10 +67,10 @@ def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float =
 
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Any]:
-    started: list[WorkerProcess] = []
+    started: list[TestWorker] = []
 
-    def start(settings: Settings) -> WorkerProcess:
-        worker = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log")
+    def start(settings: Settings) -> TestWorker:
+        worker = TestWorker(settings, tmp_path / f"worker-{len(started)}.log")
         started.append(worker)
         return worker
 
