@@ -103,7 +103,7 @@ class IngestWorker:
         self.app.on_partitions_assigned.connect(self._on_rebalance)
         self.app.on_partitions_revoked.connect(self._on_rebalance)
 
-    async def _on_rebalance(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+    async def _on_rebalance(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         owned = [tp for tp in self.app.consumer.assignment() if tp.topic == self._topic_name]
         self.metrics.assigned_partitions.set(len(owned))
 
