@@ -9,6 +9,7 @@ makes the replay harmless.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -18,8 +19,8 @@ from typing import Any
 
 import faust
 
-from memory_store.store import MemoryStore, open_store
-from streams.batch import Consumed, dead_letter_headers, split_batch
+from memory_store.store import MemoryStore, WriteResult, open_store
+from streams.batch import Consumed, SplitBatch, dead_letter_headers, split_batch
 from streams.contract import Limits
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
@@ -108,53 +109,77 @@ class IngestWorker:
         self.metrics.assigned_partitions.set(len(owned))
 
     async def _ingest(self, stream: Any) -> None:
+        """Collect batch k+1 while batch k is decoded and written in the writer thread.
+
+        ``take_events`` acks a batch as soon as the loop body returns, so each
+        message gets one extra reference first: that early ack only drops it,
+        and the real ack (the one that makes the offset committable) comes from
+        ``_process`` after the write. At most one batch is in flight.
+        """
         self.metrics.agent_alive.set(1)
+        in_flight: asyncio.Future[None] | None = None
         try:
             async for events in stream.take_events(
                 self.settings.batch_size, within=self.settings.batch_seconds
             ):
-                await self._process(events)
+                batch = list(events)
+                for event in batch:
+                    event.message.incref()
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.ensure_future(self._process(batch))
+                in_flight.add_done_callback(self._die_on_failure)
         except asyncio.CancelledError:
+            if in_flight is not None:  # let a started write finish and ack before shutdown
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(in_flight), timeout=30)
             raise
         except BaseException as exc:
             self._die(exc)
 
+    def _die_on_failure(self, done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            self._die(done.exception())  # type: ignore[arg-type]
+
     async def _process(self, events: Sequence[Any]) -> None:
-        messages = [
-            Consumed(m.topic, m.partition, m.offset, m.key, m.value)
-            for m in (event.message for event in events)
-        ]
-        self.metrics.consumed.inc(len(messages))
-        self.metrics.batch_size.observe(len(messages))
-        split = split_batch(messages, time.time(), self.limits)
-        deliveries = []
-        for letter in split.dead:
-            src = letter.source
-            deliveries.append(
-                await self._dlq.send(
-                    key=src.key, value=src.value or b"", headers=dead_letter_headers(letter)
-                )
-            )
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        result = await loop.run_in_executor(self._writer, self.store.write_events, split.records)
-        self.metrics.batch_write_seconds.observe(time.perf_counter() - started)
+        split, result = await loop.run_in_executor(
+            self._writer, self._decode_and_write, [event.message for event in events]
+        )
+        deliveries = [
+            await self._dlq.send(
+                key=letter.source.key,
+                value=letter.source.value or b"",
+                headers=dead_letter_headers(letter),
+            )
+            for letter in split.dead
+        ]
         if deliveries:
             await asyncio.gather(*deliveries)
+        for event in events:  # the batch is stored and its dead letters delivered
+            event.ack()
+        self.metrics.consumed.inc(len(events))
+        self.metrics.batch_size.observe(len(events))
         for letter in split.dead:
             self.metrics.rejected.labels(letter.reason.value).inc()
         self.metrics.written.inc(result.inserted)
         self.metrics.duplicates.inc(len(split.records) - result.inserted)
         self.metrics.last_write.set(time.time())
-        self._observe_lag(messages)
+        self._observe_lag(split.positions)
         self._commits_since_compact += 1
         if self._commits_since_compact >= self.settings.compact_every_commits:
             self._schedule_compaction()
 
-    def _observe_lag(self, messages: Sequence[Consumed]) -> None:
-        last: dict[int, int] = {}
-        for msg in messages:
-            last[msg.partition] = max(msg.offset, last.get(msg.partition, -1))
+    def _decode_and_write(self, messages: Sequence[Any]) -> tuple[SplitBatch, WriteResult]:
+        """Runs in the writer thread: validation and the LanceDB write stay off the loop."""
+        consumed = [Consumed(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
+        split = split_batch(consumed, time.time(), self.limits)
+        started = time.perf_counter()
+        result = self.store.write_events(split.records)
+        self.metrics.batch_write_seconds.observe(time.perf_counter() - started)
+        return split, result
+
+    def _observe_lag(self, last: dict[int, int]) -> None:
         topic = self.settings.topic_interactions
         for partition, offset in last.items():
             tp = faust.types.TP(topic, partition)

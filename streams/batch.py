@@ -40,12 +40,17 @@ class DeadLetter:
 class SplitBatch:
     records: list[EventRecord] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    # Highest offset seen per partition, good or bad: what the batch consumed.
+    positions: dict[int, int] = field(default_factory=dict)
 
 
 def split_batch(messages: Iterable[Consumed], now: float, limits: Limits) -> SplitBatch:
     """Decode every message; order is kept within each output list."""
     out = SplitBatch()
+    positions = out.positions
     for msg in messages:
+        if msg.offset > positions.get(msg.partition, -1):
+            positions[msg.partition] = msg.offset
         decoded = decode_interaction(msg.value, now, limits)
         if isinstance(decoded, Rejection):
             out.dead.append(DeadLetter(msg, decoded.reason, decoded.detail))

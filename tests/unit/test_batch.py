@@ -44,6 +44,12 @@ def test_split_keeps_good_events_around_bad_ones_in_order() -> None:
         (RejectReason.UNKNOWN_TYPE, 13),
     ]
     assert out.dead[0].source.value == b"garbage"
+    assert out.positions == {2: 14}
+
+
+def test_positions_track_the_highest_offset_per_partition() -> None:
+    messages = [msg(5, b"x", partition=0), msg(9, b"x", partition=1), msg(3, b"x", partition=0)]
+    assert split_batch(messages, NOW, Limits()).positions == {0: 5, 1: 9}
 
 
 def test_dead_letter_headers_carry_reason_and_source() -> None:
