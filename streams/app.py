@@ -1,9 +1,9 @@
 """The Faust worker: interactions in, event memory out.
 
-The agent only decodes, validates, writes and acknowledges. A batch's offsets
-become committable only after its events are in LanceDB and its dead letters
-are on the broker, so a crash at any point replays, and the idempotent write
-makes the replay harmless.
+The agent only hands batches to the memory writer process, sends dead letters
+and acknowledges. A batch's offsets become committable only after its events
+are in LanceDB and its dead letters are on the broker, so a crash at any point
+replays, and the idempotent write makes the replay harmless.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Future
 from typing import Any
 
 import faust
 
-from memory_store.store import MemoryStore, WriteResult, open_store
-from streams.batch import Consumed, SplitBatch, dead_letter_headers, split_batch
+from streams.batch import Consumed, dead_letter_headers
 from streams.contract import Limits
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
+from streams.writer import MemoryWriter
 
 __all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
 
@@ -79,19 +79,17 @@ def _credentials(settings: Settings) -> Any:
 
 
 class IngestWorker:
-    """Owns the Faust app, the store, the single writer thread and the metrics."""
+    """Owns the Faust app, the memory writer process and the metrics."""
 
-    def __init__(self, settings: Settings, store: MemoryStore | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = WorkerMetrics()
-        self.store = store if store is not None else open_store(settings.lancedb_uri)
-        self.limits = Limits(
+        limits = Limits(
             max_bytes=settings.max_event_bytes,
             max_future_skew_s=settings.max_future_skew_s,
             tenants=settings.tenants,
         )
-        # One thread: writes and compactions never race each other (one writer per table).
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lancedb-writer")
+        self.writer = MemoryWriter(settings.lancedb_uri, limits)
         self._commits_since_compact = 0
         self.app = faust_app(settings)
         self._topic_name = settings.topic_interactions
@@ -142,17 +140,19 @@ class IngestWorker:
             self._die(done.exception())  # type: ignore[arg-type]
 
     async def _process(self, events: Sequence[Any]) -> None:
-        loop = asyncio.get_running_loop()
-        split, result = await loop.run_in_executor(
-            self._writer, self._decode_and_write, [event.message for event in events]
-        )
+        messages = [
+            Consumed(m.topic, m.partition, m.offset, m.key, m.value)
+            for m in (event.message for event in events)
+        ]
+        outcome = await asyncio.wrap_future(self.writer.write(messages))
+        self.metrics.batch_write_seconds.observe(outcome.write_seconds)
         deliveries = [
             await self._dlq.send(
                 key=letter.source.key,
                 value=letter.source.value or b"",
                 headers=dead_letter_headers(letter),
             )
-            for letter in split.dead
+            for letter in outcome.dead
         ]
         if deliveries:
             await asyncio.gather(*deliveries)
@@ -160,24 +160,15 @@ class IngestWorker:
             event.ack()
         self.metrics.consumed.inc(len(events))
         self.metrics.batch_size.observe(len(events))
-        for letter in split.dead:
+        for letter in outcome.dead:
             self.metrics.rejected.labels(letter.reason.value).inc()
-        self.metrics.written.inc(result.inserted)
-        self.metrics.duplicates.inc(len(split.records) - result.inserted)
+        self.metrics.written.inc(outcome.inserted)
+        self.metrics.duplicates.inc(outcome.valid - outcome.inserted)
         self.metrics.last_write.set(time.time())
-        self._observe_lag(split.positions)
+        self._observe_lag(outcome.positions)
         self._commits_since_compact += 1
         if self._commits_since_compact >= self.settings.compact_every_commits:
             self._schedule_compaction()
-
-    def _decode_and_write(self, messages: Sequence[Any]) -> tuple[SplitBatch, WriteResult]:
-        """Runs in the writer thread: validation and the LanceDB write stay off the loop."""
-        consumed = [Consumed(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
-        split = split_batch(consumed, time.time(), self.limits)
-        started = time.perf_counter()
-        result = self.store.write_events(split.records)
-        self.metrics.batch_write_seconds.observe(time.perf_counter() - started)
-        return split, result
 
     def _observe_lag(self, last: dict[int, int]) -> None:
         topic = self.settings.topic_interactions
@@ -197,14 +188,15 @@ class IngestWorker:
 
     def _schedule_compaction(self) -> None:
         self._commits_since_compact = 0
-        asyncio.get_running_loop().run_in_executor(self._writer, self._compact)
+        self.writer.compact().add_done_callback(self._compacted)
 
-    def _compact(self) -> None:
-        try:
-            self.store.compact()
-        except Exception:
+    def _compacted(self, done: Future[None]) -> None:
+        exc = done.exception()
+        if isinstance(exc, BrokenExecutor):
+            self._die(exc)
+        elif exc is not None:
             self.metrics.compactions.labels("error").inc()
-            log.exception("event-tier compaction failed; the next one retries")
+            log.error("event-tier compaction failed; the next one retries: %r", exc)
         else:
             self.metrics.compactions.labels("ok").inc()
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import lancedb
@@ -21,6 +23,13 @@ pytestmark = pytest.mark.integration
 W = "beliefstream_events_written_total"
 C = "beliefstream_events_consumed_total"
 D = "beliefstream_events_duplicate_total"
+
+
+def child_pids(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def stored_keys(settings: Settings) -> list[str]:
@@ -131,11 +140,17 @@ def test_a_storage_failure_kills_the_worker_with_a_nonzero_exit(
     produce(settings, encode([interaction(i) for i in range(100)]))
     worker = start_worker(settings)
     worker.wait_for(lambda: worker.metric(W) >= 100)
+    children = child_pids(worker.proc.pid)
+    assert children, "the memory writer runs in a child process"
     lancedb.connect(settings.lancedb_uri).drop_table("events")
     produce(settings, encode([interaction(i) for i in range(100, 200)]))
     code = worker.proc.wait(60)
     assert code == EXIT_AGENT_CRASHED
     assert "ingest agent crashed" in worker.log()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in children):
+        assert time.monotonic() < deadline, "the writer process outlived its worker"
+        time.sleep(0.1)
 
     # Nothing of the failed batch was committed: a new worker stores it.
     again = start_worker(settings)

@@ -1,0 +1,105 @@
+"""The memory writer: one child process that owns the store and does the per-event work.
+
+Faust's own per-message machinery already takes most of one core in the
+worker's main process (see the ingest benchmark), so validation, the Arrow
+mapping and the LanceDB write run in a separate process rather than a thread:
+a thread would compete with Faust for the GIL. One process means one writer
+per table, so batch writes and compactions never race.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+from memory_store.store import MemoryStore, open_store
+from streams.batch import Consumed, DeadLetter, split_batch
+from streams.contract import Limits
+
+__all__ = ["BatchOutcome", "MemoryWriter", "decode_and_write"]
+
+_store: MemoryStore | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What happened to one batch: small enough to send back between processes."""
+
+    consumed: int
+    valid: int
+    inserted: int
+    write_seconds: float
+    dead: list[DeadLetter] = field(default_factory=list)
+    positions: dict[int, int] = field(default_factory=dict)
+
+
+def decode_and_write(
+    store: MemoryStore, messages: Sequence[Consumed], now: float, limits: Limits
+) -> BatchOutcome:
+    """Validate a batch, store its good events once, and report the rest."""
+    split = split_batch(messages, now, limits)
+    started = time.perf_counter()
+    result = store.write_events(split.records)
+    return BatchOutcome(
+        consumed=len(messages),
+        valid=len(split.records),
+        inserted=result.inserted,
+        write_seconds=time.perf_counter() - started,
+        dead=split.dead,
+        positions=split.positions,
+    )
+
+
+def _open(uri: str) -> None:
+    global _store
+    _store = open_store(uri)
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker killed with SIGKILL (or os._exit) cannot stop us: notice and go."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def _write(messages: list[Consumed], limits: Limits) -> BatchOutcome:
+    assert _store is not None, "writer process not initialised"
+    return decode_and_write(_store, messages, time.time(), limits)
+
+
+def _compact() -> None:
+    assert _store is not None, "writer process not initialised"
+    _store.compact()
+
+
+class MemoryWriter:
+    """Submit batches and compactions to the writer process; results come back as futures.
+
+    If the child dies, every pending and later future fails with BrokenProcessPool,
+    which the agent treats as fatal (the batch was not acknowledged).
+    """
+
+    def __init__(self, lancedb_uri: str, limits: Limits) -> None:
+        self._limits = limits
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded process
+            initializer=_open,
+            initargs=(lancedb_uri,),
+        )
+
+    def write(self, messages: list[Consumed]) -> Future[BatchOutcome]:
+        return self._pool.submit(_write, messages, self._limits)
+
+    def compact(self) -> Future[None]:
+        return self._pool.submit(_compact)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
