@@ -40,14 +40,22 @@ class LanceMemoryStore:
         self._cleanup_older_than = cleanup_older_than
         self._db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
         self._events: Any
-        if EVENTS_TABLE in self._db.list_tables().tables:
-            self._events = self._db.open_table(EVENTS_TABLE)
-        else:
-            self._events = self._db.create_table(EVENTS_TABLE, schema=EVENT_SCHEMA, exist_ok=True)
-            # Lets merge_insert detect two writers inserting the same key and retry.
-            self._events.set_unenforced_primary_key(EVENT_KEY)
+        self._events = self._ensure_events_table()
         self._lock = threading.Lock()
         self._indexed = {cfg.columns[0] for cfg in self._events.list_indices()}
+
+    def _ensure_events_table(self) -> Any:
+        """Open or create the events table; safe when several workers start at once."""
+        if EVENTS_TABLE in self._db.list_tables().tables:
+            return self._db.open_table(EVENTS_TABLE)
+        table: Any = self._db.create_table(EVENTS_TABLE, schema=EVENT_SCHEMA, exist_ok=True)
+        try:
+            # Lets merge_insert detect two writers inserting the same key and retry.
+            table.set_unenforced_primary_key(EVENT_KEY)
+        except ValueError as exc:
+            if "already set" not in str(exc):  # another worker declared it first
+                raise
+        return table
 
     def write_events(self, records: Sequence[EventRecord]) -> WriteResult:
         if not records:

@@ -100,21 +100,26 @@ async def _aiokafka(args: argparse.Namespace, clock: _Clock) -> None:
     )
     await consumer.start()
     try:
-        done = False
-        while not done:
-            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-            n = 0
-            for messages in batches.values():
-                for _message in messages:
-                    n += 1
-            done = n > 0 and clock.add(n)
+        if args.name == "aiokafka":
+            async for _message in consumer:
+                if clock.add(1):
+                    break
+        else:
+            done = False
+            while not done:
+                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                n = 0
+                for messages in batches.values():
+                    for _message in messages:
+                        n += 1
+                done = n > 0 and clock.add(n)
     finally:
         await consumer.stop()
-    _emit(clock.result("aiokafka"))
+    _emit(clock.result(args.name))
 
 
 def run_aiokafka(args: argparse.Namespace, clock: _Clock) -> None:
-    """Raw aiokafka ``getmany`` on uvloop: the ceiling for any Python consumer."""
+    """Raw aiokafka on uvloop: the usual per-message loop, or ``getmany`` batches."""
     import uvloop
 
     uvloop.run(_aiokafka(args, clock))
@@ -256,6 +261,7 @@ def run_quix(args: argparse.Namespace, clock: _Clock) -> None:
 
 CONTENDERS: dict[str, Callable[[argparse.Namespace, _Clock], None]] = {
     "aiokafka": run_aiokafka,
+    "aiokafka_getmany": run_aiokafka,
     "faust_default": run_faust_default,
     "faust_tuned": run_faust_tuned,
     "quix_state": run_quix,

@@ -1,19 +1,20 @@
-"""The Faust worker: interactions in, event memory out.
+"""The worker: a Faust app whose ingest engine turns interactions into event memory.
 
-The agent only hands batches to the memory writer process, sends dead letters
-and acknowledges. A batch's offsets become committable only after its events
-are in LanceDB and its dead letters are on the broker, so a crash at any point
-replays, and the idempotent write makes the replay harmless.
+Whatever the engine, a batch goes to the memory writer process, its dead
+letters go to the broker, and only then does the batch become committable, so
+a crash at any point replays and the idempotent write makes the replay
+harmless. Two engines (see ``Settings.ingest_engine``): a Faust agent, and a
+batch consumer that skips Faust's per-message machinery (the ingest benchmark
+shows that machinery, not Kafka or LanceDB, bounds the agent).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Future
 from typing import Any
 
@@ -23,7 +24,7 @@ from streams.batch import Consumed, dead_letter_headers
 from streams.contract import Limits
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
-from streams.writer import MemoryWriter
+from streams.writer import BatchOutcome, MemoryWriter
 
 __all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
 
@@ -79,7 +80,7 @@ def _credentials(settings: Settings) -> Any:
 
 
 class IngestWorker:
-    """Owns the Faust app, the memory writer process and the metrics."""
+    """Owns the Faust app, the memory writer process, the metrics and the chosen engine."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -92,58 +93,19 @@ class IngestWorker:
         self.writer = MemoryWriter(settings.lancedb_uri, limits)
         self._commits_since_compact = 0
         self.app = faust_app(settings)
-        self._topic_name = settings.topic_interactions
-        self._interactions = self.app.topic(
-            settings.topic_interactions, value_serializer="raw", key_serializer="raw"
-        )
         self._dlq = self.app.topic(settings.topic_dlq, value_serializer="raw", key_serializer="raw")
-        self.app.agent(self._interactions, name="ingest")(self._ingest)
         self.app.timer(settings.compact_every_s)(self._compact_on_timer)
-        self.app.on_partitions_assigned.connect(self._on_rebalance)
-        self.app.on_partitions_revoked.connect(self._on_rebalance)
+        if settings.ingest_engine == "faust-agent":
+            from streams.agent_engine import install_agent_engine
 
-    async def _on_rebalance(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        owned = [tp for tp in self.app.consumer.assignment() if tp.topic == self._topic_name]
-        self.metrics.assigned_partitions.set(len(owned))
+            install_agent_engine(self)
+        else:
+            from streams.batch_engine import install_batch_engine
 
-    async def _ingest(self, stream: Any) -> None:
-        """Collect batch k+1 while batch k is decoded and written in the writer thread.
+            install_batch_engine(self)
 
-        ``take_events`` acks a batch as soon as the loop body returns, so each
-        message gets one extra reference first: that early ack only drops it,
-        and the real ack (the one that makes the offset committable) comes from
-        ``_process`` after the write. At most one batch is in flight.
-        """
-        self.metrics.agent_alive.set(1)
-        in_flight: asyncio.Future[None] | None = None
-        try:
-            async for events in stream.take_events(
-                self.settings.batch_size, within=self.settings.batch_seconds
-            ):
-                batch = list(events)
-                for event in batch:
-                    event.message.incref()
-                if in_flight is not None:
-                    await in_flight
-                in_flight = asyncio.ensure_future(self._process(batch))
-                in_flight.add_done_callback(self._die_on_failure)
-        except asyncio.CancelledError:
-            if in_flight is not None:  # let a started write finish and ack before shutdown
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(asyncio.shield(in_flight), timeout=30)
-            raise
-        except BaseException as exc:
-            self._die(exc)
-
-    def _die_on_failure(self, done: asyncio.Future[None]) -> None:
-        if not done.cancelled() and done.exception() is not None:
-            self._die(done.exception())  # type: ignore[arg-type]
-
-    async def _process(self, events: Sequence[Any]) -> None:
-        messages = [
-            Consumed(m.topic, m.partition, m.offset, m.key, m.value)
-            for m in (event.message for event in events)
-        ]
+    async def handle(self, messages: list[Consumed]) -> BatchOutcome:
+        """Store a batch and deliver its dead letters; the caller then acks or commits."""
         outcome = await asyncio.wrap_future(self.writer.write(messages))
         self.metrics.batch_write_seconds.observe(outcome.write_seconds)
         deliveries = [
@@ -156,32 +118,45 @@ class IngestWorker:
         ]
         if deliveries:
             await asyncio.gather(*deliveries)
-        for event in events:  # the batch is stored and its dead letters delivered
-            event.ack()
-        self.metrics.consumed.inc(len(events))
-        self.metrics.batch_size.observe(len(events))
+        self.metrics.consumed.inc(outcome.consumed)
+        self.metrics.batch_size.observe(outcome.consumed)
         for letter in outcome.dead:
             self.metrics.rejected.labels(letter.reason.value).inc()
         self.metrics.written.inc(outcome.inserted)
         self.metrics.duplicates.inc(outcome.valid - outcome.inserted)
         self.metrics.last_write.set(time.time())
-        self._observe_lag(outcome.positions)
         self._commits_since_compact += 1
         if self._commits_since_compact >= self.settings.compact_every_commits:
             self._schedule_compaction()
+        return outcome
 
-    def _observe_lag(self, last: dict[int, int]) -> None:
+    def observe_lag(
+        self, positions: dict[int, int], highwater: Callable[[int], int | None]
+    ) -> None:
+        """Lag per partition from the fetch high watermark (end offsets are not trusted)."""
         topic = self.settings.topic_interactions
-        for partition, offset in last.items():
-            tp = faust.types.TP(topic, partition)
+        for partition, offset in positions.items():
             try:
-                high = self.app.consumer.highwater(tp)
+                high = highwater(partition)
             except Exception:  # the consumer may be rebalancing; lag is best effort
                 continue
             if high is not None:
-                self.metrics.consumer_lag.labels(topic, str(partition)).set(
-                    max(high - offset - 1, 0)
-                )
+                lag = max(high - offset - 1, 0)
+                self.metrics.consumer_lag.labels(topic, str(partition)).set(lag)
+
+    def die_on_failure(self, done: asyncio.Future[Any]) -> None:
+        """Done-callback for in-flight batches: any failure is fatal."""
+        if not done.cancelled() and (exc := done.exception()) is not None:
+            self.die(exc)
+
+    def die(self, exc: BaseException) -> None:
+        """End the process at once: nothing of the failed batch may be committed."""
+        self.metrics.agent_alive.set(0)
+        self.metrics.agent_crashes.inc()
+        log.critical("ingest agent crashed; stopping the worker", exc_info=exc)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(EXIT_AGENT_CRASHED)
 
     async def _compact_on_timer(self) -> None:
         self._schedule_compaction()
@@ -193,18 +168,9 @@ class IngestWorker:
     def _compacted(self, done: Future[None]) -> None:
         exc = done.exception()
         if isinstance(exc, BrokenExecutor):
-            self._die(exc)
+            self.die(exc)
         elif exc is not None:
             self.metrics.compactions.labels("error").inc()
             log.error("event-tier compaction failed; the next one retries: %r", exc)
         else:
             self.metrics.compactions.labels("ok").inc()
-
-    def _die(self, exc: BaseException) -> None:
-        """End the process at once: acks of the failed batch must never be committed."""
-        self.metrics.agent_alive.set(0)
-        self.metrics.agent_crashes.inc()
-        log.critical("ingest agent crashed; stopping the worker", exc_info=exc)
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        os._exit(EXIT_AGENT_CRASHED)

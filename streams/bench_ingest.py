@@ -42,8 +42,11 @@ _MARK = '{"contender"'
 _ITEM_WORDS = ("jacket", "novel", "lamp", "album", "series", "sneaker", "kettle", "atlas")
 
 
-def make_interactions(events: int, run_id: str, seed: int = 7) -> list[tuple[bytes, bytes]]:
-    """``events`` valid, unique (key, value) pairs of ~200 bytes, ~``events/20`` users."""
+def make_interactions(
+    events: int, run_id: str, event_bytes: int = 1024, seed: int = 7
+) -> list[tuple[bytes, bytes]]:
+    """``events`` valid, unique (key, value) pairs of about ``event_bytes`` (at least ~200),
+    ~``events/20`` users; the padding is review-like ``text``."""
     rng = random.Random(seed)
     users = max(1, events // 20)
     now = time.time()
@@ -62,6 +65,11 @@ def make_interactions(events: int, run_id: str, seed: int = 7) -> list[tuple[byt
             "context": {"device": rng.choice(("ios", "android", "web")), "page": "home"},
         }
         raw = json.dumps(value, separators=(",", ":")).encode()
+        pad = event_bytes - len(raw) - len(',"text":""')
+        if pad > 0:
+            words = " ".join(rng.choice(_ITEM_WORDS) for _ in range(pad // 5 + 1))
+            value["text"] = words[:pad]
+            raw = json.dumps(value, separators=(",", ":")).encode()
         Interaction.model_validate_json(raw)  # fail here, not as a dead letter in the worker
         out.append((user.encode(), raw))
     return out
@@ -169,7 +177,8 @@ class _Bench:
                 started, first = time.time(), consumed
             if written >= self.events:
                 break
-            time.sleep(0.05)
+            # Poll fast only to catch the start; the end comes from the worker's own gauge.
+            time.sleep(0.5 if started else 0.02)
         ended = metrics["beliefstream_last_write_timestamp_seconds"]
         if written != self.events:
             raise RuntimeError(f"worker wrote {written:.0f} events, expected {self.events}")
@@ -236,7 +245,9 @@ def _eps(result: dict[str, Any]) -> float:
     return round(float(result["timed"]) / float(result["seconds"]), 1)
 
 
-def run_ingest_bench(events: int, console: Console, partitions: int = 4) -> dict[str, Any]:
+def run_ingest_bench(
+    events: int, console: Console, partitions: int = 4, event_bytes: int = 1024
+) -> dict[str, Any]:
     """Pre-fill one topic with ``events`` interactions and time each contender on it.
 
     Events per second = messages processed after a contender's first delivery / the time
@@ -259,32 +270,37 @@ def run_ingest_bench(events: int, console: Console, partitions: int = 4) -> dict
                 partitions=partitions,
             )
             bench = _Bench(broker, settings, events, Path(tmp))
-            return _run(bench, run_id, console)
+            return _run(bench, run_id, console, event_bytes)
         finally:
             if bench is not None:
                 bench.stop_processes()
             broker.stop()
 
 
-def _run(bench: _Bench, run_id: str, console: Console) -> dict[str, Any]:
+def _run(bench: _Bench, run_id: str, console: Console, event_bytes: int) -> dict[str, Any]:
     settings, events = bench.settings, bench.events
     console.print(f"[bold]ingest bench[/]: {events:,} events, {settings.partitions} partitions, "
                   f"broker {bench.broker.bootstrap_servers}")  # fmt: skip
     ensure_topics(settings)
     began = time.perf_counter()
     asyncio.run(_produce(bench.broker.bootstrap_servers, settings.topic_interactions,
-                         make_interactions(events, run_id)))  # fmt: skip
+                         make_interactions(events, run_id, event_bytes)))  # fmt: skip
     console.print(f"  pre-filled {settings.topic_interactions} in "
                   f"{time.perf_counter() - began:.1f}s")  # fmt: skip
     steps: list[tuple[str, str, tuple[str, ...]]] = [
         ("aiokafka_eps", "aiokafka", ()),
+        ("aiokafka_getmany_eps", "aiokafka_getmany", ()),
         ("faust_noop_eps", "faust_default", ()),
         ("faust_noop_tuned_eps", "faust_tuned", ()),
         ("pipeline_eps", "pipeline", ()),
         ("quix_state_eps", "quix_state", ()),
         ("faust_profile", "faust_tuned", ("--profile",)),
     ]
-    out: dict[str, Any] = {"events": events, "partitions": settings.partitions}
+    out: dict[str, Any] = {
+        "events": events,
+        "event_bytes": event_bytes,
+        "partitions": settings.partitions,
+    }
     profile: dict[str, Any] = {}
     for i, (key, name, extra) in enumerate(steps, 1):
         label = f"{name}-profiled" if extra else name
@@ -305,6 +321,7 @@ def _run(bench: _Bench, run_id: str, console: Console) -> dict[str, Any]:
                           f"{time.perf_counter() - began:.1f}s with start-up)")  # fmt: skip
     pipeline = out["pipeline_eps"]
     for ratio, peer in (("vs_faust", "faust_noop_eps"), ("vs_aiokafka", "aiokafka_eps"),
+                        ("vs_aiokafka_getmany", "aiokafka_getmany_eps"),
                         ("vs_quix", "quix_state_eps")):  # fmt: skip
         out[f"ratio_{ratio}"] = round(pipeline / out[peer], 3)
     out["machine"] = {"cpu_count": os.cpu_count(), "python_version": platform.python_version(),

@@ -113,6 +113,7 @@ def demo(
 @bench_app.command("ingest")
 def bench_ingest(
     events: Annotated[int, typer.Option(help="Events pre-filled into the topic.")] = 50_000,
+    event_bytes: Annotated[int, typer.Option(help="Approximate JSON size per event.")] = 1024,
     json_path: Annotated[Path, typer.Option("--json", help="Where to write the results.")] = Path(
         "bench-results/ingest.json"
     ),
@@ -120,7 +121,7 @@ def bench_ingest(
     """aiokafka vs no-op Faust vs the full pipeline vs Quix Streams, on one broker."""
     from streams.bench_ingest import run_ingest_bench
 
-    results = run_ingest_bench(events, console)
+    results = run_ingest_bench(events, console, event_bytes=event_bytes)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     console.print_json(json.dumps(results))

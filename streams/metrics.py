@@ -76,6 +76,11 @@ class WorkerMetrics:
         self.agent_crashes = Counter(
             f"{_NS}_agent_crashes", "Ingest agent crashes (each ends the worker).", registry=r
         )
+        self.commit_failures = Counter(
+            f"{_NS}_commit_failures",
+            "Offset commits that failed after their batch was stored (it will be replayed).",
+            registry=r,
+        )
         self.compactions = Counter(
             f"{_NS}_compactions",
             "Event-tier compactions by outcome.",

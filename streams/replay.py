@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.helpers import create_ssl_context
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -76,7 +75,7 @@ async def replay_async(
         acks=1,
         linger_ms=5,
         max_batch_size=256 * 1024,
-        **_aiokafka_security(settings),
+        **settings.aiokafka_options(),
     )
     await producer.start()
     try:
@@ -145,17 +144,6 @@ class _Pacer:
         if ahead >= _MIN_SLEEP_S:
             await asyncio.sleep(ahead)
         self._next = max(self._next, now - _BURST_S) + self._interval
-
-
-def _aiokafka_security(settings: Settings) -> dict[str, Any]:
-    """Settings' kafka-python spelling of the security options, as aiokafka wants them."""
-    opts = dict(settings.kafka_client_options())
-    cafile, certfile, keyfile = (
-        opts.pop(k, None) for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
-    )
-    if settings.security_protocol.endswith("SSL"):
-        opts["ssl_context"] = create_ssl_context(cafile=cafile, certfile=certfile, keyfile=keyfile)
-    return opts
 
 
 class _RateColumn(ProgressColumn):

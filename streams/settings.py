@@ -7,7 +7,7 @@ else in the code base reads ``os.environ``.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # Storage: a local path or an object-store URI (s3://...) for LanceDB.
     lancedb_uri: str = "./data/lancedb"
 
+    # "batch": an aiokafka batch consumer inside the Faust app (fast path, group <app_id>-ingest);
+    # "faust-agent": a Faust agent with take_events (group <app_id>).
+    ingest_engine: Literal["batch", "faust-agent"] = "batch"
+
     # Batching: the agent writes up to batch_size events at once, or what came within batch_seconds.
     batch_size: int = Field(default=1000, ge=1)
     batch_seconds: float = Field(default=0.5, gt=0)
@@ -66,6 +70,18 @@ class Settings(BaseSettings):
     def topic_dlq(self) -> str:
         """Dead letters of the interactions topic."""
         return f"{self.topic_interactions}.dlq"
+
+    def aiokafka_options(self) -> dict[str, Any]:
+        """The same options in aiokafka's spelling (an SSL context instead of file names)."""
+        from aiokafka.helpers import create_ssl_context
+
+        opts: dict[str, Any] = dict(self.kafka_client_options())
+        files = [opts.pop(k, None) for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")]
+        if self.security_protocol.endswith("SSL"):
+            opts["ssl_context"] = create_ssl_context(
+                cafile=files[0], certfile=files[1], keyfile=files[2]
+            )
+        return opts
 
     def kafka_client_options(self) -> dict[str, object]:
         """Security options in the spelling aiokafka and kafka-python share."""
