@@ -26,6 +26,7 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     """Every worker test runs against both ingest engines."""
     return settings.model_copy(update={"ingest_engine": request.param})
 
+
 W = "beliefstream_events_written_total"
 C = "beliefstream_events_consumed_total"
 D = "beliefstream_events_duplicate_total"
