@@ -7,12 +7,12 @@ deduplicates against rows already stored.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+from pydantic_core import to_json
 
 from memory_store.events import Interaction
 
@@ -73,9 +73,7 @@ def events_to_table(records: Sequence[EventRecord], ingested_at: float) -> pa.Ta
         cols["value"].append(ev.value)
         cols["ts"].append(ev.ts)
         cols["text"].append(ev.text)
-        cols["context"].append(
-            None if ev.context is None else json.dumps(ev.context, separators=(",", ":"))
-        )
+        cols["context"].append(None if ev.context is None else to_json(ev.context).decode())
         cols["source_partition"].append(rec.partition)
         cols["source_offset"].append(rec.offset)
         cols["ingested_at"].append(ingested_at)

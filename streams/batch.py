@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from memory_store.rows import EventRecord
 from streams.contract import Limits, Rejection, RejectReason, decode_interaction
@@ -16,9 +17,8 @@ from streams.contract import Limits, Rejection, RejectReason, decode_interaction
 __all__ = ["Consumed", "DeadLetter", "SplitBatch", "dead_letter_headers", "split_batch"]
 
 
-@dataclass(frozen=True, slots=True)
-class Consumed:
-    """One message as read from Kafka."""
+class Consumed(NamedTuple):
+    """One message as read from Kafka (a tuple: batches cross a process boundary cheaply)."""
 
     topic: str
     partition: int

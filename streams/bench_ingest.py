@@ -145,7 +145,7 @@ class _Bench:
             raise RuntimeError(f"{label}: its first fetch held every event; use more events")
         return result
 
-    def pipeline(self) -> dict[str, float]:
+    def pipeline(self, engine: str) -> dict[str, float]:
         """Run the real worker and time it from its /metrics; it must exit 0 on SIGTERM."""
         port = free_port()
         env = _child_env()
@@ -156,18 +156,20 @@ class _Bench:
             "BELIEFSTREAM_TOPIC_ITEMS": self.settings.topic_items,
             "BELIEFSTREAM_PARTITIONS": str(self.settings.partitions),
             "BELIEFSTREAM_APP_ID": f"bench-worker-{uuid.uuid4().hex[:8]}",
-            "BELIEFSTREAM_LANCEDB_URI": str(self.workdir / "lancedb"),
+            "BELIEFSTREAM_LANCEDB_URI": str(self.workdir / f"lancedb-{engine}"),
             "BELIEFSTREAM_METRICS_PORT": str(port),
             "BELIEFSTREAM_TENANTS": "",
             "BELIEFSTREAM_LOG_LEVEL": "WARNING",
+            "BELIEFSTREAM_INGEST_ENGINE": engine,
         })  # fmt: skip
-        proc = self.spawn("pipeline", ["-m", "streams.cli", "worker"], env)
+        label = f"pipeline-{engine}"
+        proc = self.spawn(label, ["-m", "streams.cli", "worker"], env)
         deadline = time.monotonic() + self.timeout
         started = first = 0.0
         metrics: dict[str, float] = {}
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"worker exited {proc.returncode}:\n{self.tail('pipeline')}")
+                raise RuntimeError(f"worker exited {proc.returncode}:\n{self.tail(label)}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"worker did not write {self.events} events in time: {metrics}")
             metrics = _scrape(port)
@@ -190,7 +192,7 @@ class _Bench:
         except subprocess.TimeoutExpired:
             raise RuntimeError("worker did not stop within 30s of SIGTERM") from None
         if code != 0:
-            raise RuntimeError(f"worker exited {code} on SIGTERM:\n{self.tail('pipeline')}")
+            raise RuntimeError(f"worker exited {code} on SIGTERM:\n{self.tail(label)}")
         return {"count": self.events, "timed": self.events - first, "seconds": ended - started}
 
     def stop_processes(self) -> None:
@@ -292,7 +294,8 @@ def _run(bench: _Bench, run_id: str, console: Console, event_bytes: int) -> dict
         ("aiokafka_getmany_eps", "aiokafka_getmany", ()),
         ("faust_noop_eps", "faust_default", ()),
         ("faust_noop_tuned_eps", "faust_tuned", ()),
-        ("pipeline_eps", "pipeline", ()),
+        ("pipeline_eps", "pipeline", ("batch",)),
+        ("pipeline_faust_agent_eps", "pipeline", ("faust-agent",)),
         ("quix_state_eps", "quix_state", ()),
         ("faust_profile", "faust_tuned", ("--profile",)),
     ]
@@ -303,11 +306,11 @@ def _run(bench: _Bench, run_id: str, console: Console, event_bytes: int) -> dict
     }
     profile: dict[str, Any] = {}
     for i, (key, name, extra) in enumerate(steps, 1):
-        label = f"{name}-profiled" if extra else name
+        label = f"{name}-profiled" if key == "faust_profile" else "-".join((name, *extra))
         console.print(f"  [{i}/{len(steps)}] {label} ...", end=" ")
         began = time.perf_counter()
         result: dict[str, Any] = (
-            bench.pipeline() if name == "pipeline" else bench.contender(name, label, *extra)
+            bench.pipeline(*extra) if name == "pipeline" else bench.contender(name, label, *extra)
         )
         if key == "faust_profile":
             profile = result["profile"]

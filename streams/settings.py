@@ -45,10 +45,10 @@ class Settings(BaseSettings):
     ingest_engine: Literal["batch", "faust-agent"] = "batch"
 
     # Batching: the agent writes up to batch_size events at once, or what came within batch_seconds.
-    batch_size: int = Field(default=1000, ge=1)
+    batch_size: int = Field(default=5000, ge=1)
     batch_seconds: float = Field(default=0.5, gt=0)
     compact_every_s: float = Field(default=60.0, gt=0)
-    compact_every_commits: int = Field(default=100, ge=1)
+    compact_every_commits: int = Field(default=20, ge=1)
 
     # Validation limits for incoming events.
     max_event_bytes: int = Field(default=64 * 1024, ge=256)

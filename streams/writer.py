@@ -9,6 +9,7 @@ per table, so batch writes and compactions never race.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import threading
@@ -16,6 +17,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from memory_store.store import MemoryStore, open_store
 from streams.batch import Consumed, DeadLetter, split_batch
@@ -58,6 +60,10 @@ def decode_and_write(
 def _open(uri: str) -> None:
     global _store
     _store = open_store(uri)
+    # Each batch allocates ~10 objects per event and keeps none: collect young
+    # objects less often, and never rescan what start-up loaded (~15% per event).
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
@@ -69,9 +75,9 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _write(messages: list[Consumed], limits: Limits) -> BatchOutcome:
+def _write(rows: list[tuple[Any, ...]], limits: Limits) -> BatchOutcome:
     assert _store is not None, "writer process not initialised"
-    return decode_and_write(_store, messages, time.time(), limits)
+    return decode_and_write(_store, list(map(Consumed._make, rows)), time.time(), limits)
 
 
 def _compact() -> None:
@@ -96,7 +102,8 @@ class MemoryWriter:
         )
 
     def write(self, messages: list[Consumed]) -> Future[BatchOutcome]:
-        return self._pool.submit(_write, messages, self._limits)
+        # Plain tuples pickle ~3x faster than named tuples: this is most of the hand-over cost.
+        return self._pool.submit(_write, list(map(tuple, messages)), self._limits)
 
     def compact(self) -> Future[None]:
         return self._pool.submit(_compact)
