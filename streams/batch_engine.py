@@ -5,8 +5,10 @@ sees it (~70-100 µs of main-thread time per message here); this engine takes
 whole fetches instead, so the worker's cost per event is the decode and the
 write in the memory writer process. It keeps the same guarantees as the agent:
 offsets are committed only after the batch is stored and its dead letters are
-delivered, one batch is in flight while the next is fetched, and a revoked
-partition's in-flight batch is finished and committed before it is handed over.
+delivered, and a revoked partition's in-flight batches are finished and
+committed before it is handed over. Two batches may be in flight (the writer
+process then always has the next one queued); commits stay in order because
+each batch commits only after the one before it.
 Its consumer group is ``<app_id>-ingest``.
 """
 
@@ -43,6 +45,7 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
         self.settings = worker.settings
         self.topic = worker.settings.topic_interactions
         self._in_flight: asyncio.Future[None] | None = None
+        self._before_previous: asyncio.Future[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
 
     async def run(self) -> None:
@@ -69,9 +72,13 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
                 batch = await self._next_batch(consumer)
                 if not batch:
                     continue
-                if self._in_flight is not None:
-                    await self._in_flight
-                self._in_flight = asyncio.ensure_future(self._store_and_commit(consumer, batch))
+                previous = self._in_flight
+                if previous is not None and self._before_previous is not None:
+                    await self._before_previous  # at most two batches in flight
+                self._before_previous = previous
+                self._in_flight = asyncio.ensure_future(
+                    self._store_and_commit(consumer, batch, previous)
+                )
                 self._in_flight.add_done_callback(self.worker.die_on_failure)
         except asyncio.CancelledError:
             await self._finish_in_flight()
@@ -99,8 +106,15 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
                 break
         return batch
 
-    async def _store_and_commit(self, consumer: AIOKafkaConsumer, batch: list[Consumed]) -> None:
+    async def _store_and_commit(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: list[Consumed],
+        previous: asyncio.Future[None] | None,
+    ) -> None:
         outcome = await self.worker.handle(batch)
+        if previous is not None:
+            await previous  # never commit past a batch that is not committed yet
         offsets = {
             TopicPartition(self.topic, partition): OffsetAndMetadata(offset + 1, "")
             for partition, offset in outcome.positions.items()

@@ -1,0 +1,67 @@
+"""The one settings object: environment prefix, parsing, immutability, client options."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from streams.settings import Settings
+
+
+def test_reads_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BELIEFSTREAM_BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
+    monkeypatch.setenv("BELIEFSTREAM_TENANTS", " acme, globex ,,")
+    monkeypatch.setenv("BELIEFSTREAM_BATCH_SIZE", "250")
+    monkeypatch.setenv("BELIEFSTREAM_INGEST_ENGINE", "faust-agent")
+    monkeypatch.setenv("BOOTSTRAP_SERVERS", "ignored:1")
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.bootstrap_servers == "k1:9092,k2:9092"
+    assert s.tenants == frozenset({"acme", "globex"})
+    assert s.batch_size == 250
+    assert s.ingest_engine == "faust-agent"
+    assert s.topic_dlq == "interactions.dlq"
+
+
+def test_is_frozen_and_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(pydantic.ValidationError):
+        s.batch_size = 3  # type: ignore[misc]
+    monkeypatch.setenv("BELIEFSTREAM_BATCH_SIZE", "0")
+    with pytest.raises(pydantic.ValidationError):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("BELIEFSTREAM_BATCH_SIZE", "10")
+    monkeypatch.setenv("BELIEFSTREAM_INGEST_ENGINE", "spark")
+    with pytest.raises(pydantic.ValidationError):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_plaintext_needs_no_credentials() -> None:
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.kafka_client_options() == {"security_protocol": "PLAINTEXT"}
+    assert s.aiokafka_options() == {"security_protocol": "PLAINTEXT"}
+
+
+def test_sasl_options_pass_through() -> None:
+    s = Settings(
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc",
+        sasl_password="secret",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    assert s.kafka_client_options() == {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "svc",
+        "sasl_plain_password": "secret",
+    }
+    assert s.aiokafka_options() == s.kafka_client_options()
+
+
+def test_ssl_options_become_a_context_for_aiokafka() -> None:
+    s = Settings(security_protocol="SASL_SSL", _env_file=None)  # type: ignore[call-arg]
+    plain = s.kafka_client_options()
+    assert plain["ssl_cafile"] is None and plain["sasl_mechanism"] == "PLAIN"
+    opts = s.aiokafka_options()
+    assert "ssl_cafile" not in opts
+    assert opts["ssl_context"].verify_mode.name == "CERT_REQUIRED"
