@@ -33,13 +33,13 @@ log = logging.getLogger(__name__)
 EXIT_AGENT_CRASHED = 70
 
 
-def faust_app(settings: Settings, app_id: str | None = None) -> faust.App:
+def faust_app(settings: Settings) -> faust.App:
     """A Faust app tuned for throughput on raw bytes (see the ingest benchmark notes)."""
     credentials = None
     if settings.security_protocol != "PLAINTEXT":
         credentials = _credentials(settings)
     return faust.App(
-        app_id or settings.app_id,
+        settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=credentials,
         value_serializer="raw",
@@ -62,13 +62,7 @@ def faust_app(settings: Settings, app_id: str | None = None) -> faust.App:
 
 
 def _credentials(settings: Settings) -> Any:
-    import ssl
-
-    context = None
-    if settings.security_protocol.endswith("SSL"):
-        context = ssl.create_default_context(cafile=settings.ssl_cafile)
-        if settings.ssl_certfile:
-            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
+    context = settings.aiokafka_options().get("ssl_context")
     if settings.security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=settings.sasl_username,
