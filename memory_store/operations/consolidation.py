@@ -1,0 +1,128 @@
+"""Consolidation: near-duplicate beliefs ("Sci-Fi", "Science Fiction") become one.
+
+Duplicates split evidence and crowd the profile. Merging keeps every piece of
+evidence countable: counts add up, the strongest chunk survives (ties: the
+smallest id, so the result is deterministic), and the merged keys become its
+aliases so later evidence about them lands on the survivor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+from memory_store.operations.params import LifecycleParams
+from memory_store.tiers import (
+    ChangeRecord,
+    Delta,
+    Operation,
+    PreferenceChunk,
+    UserSnapshot,
+    bounded_evidence,
+)
+
+__all__ = ["consolidation", "cosine", "merge_chunks"]
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity; 0 for empty, zero or mismatched vectors (never merge on them)."""
+    if len(a) != len(b) or not a:
+        return 0.0
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(y * y for y in b))
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return sum(x * y for x, y in zip(a, b, strict=True)) / (na * nb)
+
+
+def merge_chunks(
+    survivor: PreferenceChunk, others: Sequence[PreferenceChunk], params: LifecycleParams
+) -> PreferenceChunk:
+    """The survivor holding all their evidence: strength 1 - prod(1 - s_i) at the latest time.
+
+    Each strength is first decayed to the merged ``last_seen``, since a stored
+    strength is the belief as of its own ``last_seen``.
+    """
+    group = [survivor, *others]
+    last_seen = max(c.last_seen for c in group)
+    keep = 1.0
+    for c in group:
+        keep *= 1.0 - params.decayed(c.strength, last_seen - c.last_seen)
+    pairs = [p for c in group for p in zip(c.evidence, c.evidence_ts, strict=True)]
+    ids, times, floor = bounded_evidence(pairs, max(c.evidence_floor for c in group))
+    aliases = {a for c in group for a in (c.key, *c.aliases)} - {survivor.key}
+    return replace(
+        survivor,
+        strength=min(1.0, max(0.0, 1.0 - keep)),
+        evidence=ids,
+        evidence_ts=times,
+        evidence_floor=floor,
+        evidence_count=sum(c.evidence_count for c in group),
+        first_seen=min(c.first_seen for c in group),
+        last_seen=last_seen,
+        aliases=tuple(sorted(aliases)),
+        version=survivor.version + 1,
+    )
+
+
+def consolidation(
+    snapshot: UserSnapshot, params: LifecycleParams, plan_id: str | None = None
+) -> Delta:
+    """Merge same-facet, same-polarity chunks whose embeddings are near-identical.
+
+    Greedy, in order of strength (then id): each unclaimed chunk absorbs every
+    weaker unclaimed chunk within the similarity threshold of it.
+    """
+    ranked = sorted(snapshot.chunks, key=lambda c: (-c.strength, c.chunk_id))
+    claimed: set[str] = set()
+    upserts: list[PreferenceChunk] = []
+    deletes: list[str] = []
+    changes: list[ChangeRecord] = []
+    for i, lead in enumerate(ranked):
+        if lead.chunk_id in claimed:
+            continue
+        twins = [
+            c
+            for c in ranked[i + 1 :]
+            if c.chunk_id not in claimed
+            and (c.facet, c.polarity) == (lead.facet, lead.polarity)
+            and cosine(lead.embedding, c.embedding) >= params.similarity_threshold
+        ]
+        if not twins:
+            continue
+        claimed.update(c.chunk_id for c in twins)
+        merged = merge_chunks(lead, twins, params)
+        upserts.append(merged)
+        deletes.extend(c.chunk_id for c in twins)
+        changes.append(_record(snapshot, lead, merged, None, plan_id, twins))
+        changes.extend(_record(snapshot, c, None, lead.chunk_id, plan_id, ()) for c in twins)
+    return Delta(upserts=tuple(upserts), deletes=tuple(deletes), changes=tuple(changes))
+
+
+def _record(
+    snapshot: UserSnapshot,
+    before: PreferenceChunk,
+    after: PreferenceChunk | None,
+    into: str | None,
+    plan_id: str | None,
+    absorbed: Sequence[PreferenceChunk],
+) -> ChangeRecord:
+    if after is not None:
+        names = ", ".join(f"'{c.text}'" for c in absorbed)
+        detail = f"'{before.text}' absorbed {names}; evidence_count {after.evidence_count}"
+        event_ids = after.evidence
+    else:
+        detail = f"'{before.text}' merged into {into}"
+        event_ids = before.evidence
+    return ChangeRecord(
+        op=Operation.CONSOLIDATION,
+        tenant=snapshot.tenant,
+        user_id=snapshot.user_id,
+        chunk_id=before.chunk_id,
+        before_strength=before.strength,
+        after_strength=None if after is None else after.strength,
+        event_ids=event_ids,
+        plan_id=plan_id,
+        detail=detail,
+    )

@@ -1,0 +1,82 @@
+"""Forgetting: beliefs nobody has reinforced in a long time fade out, and old events go.
+
+Decay is computed, never stored: a chunk's stored strength is its belief as of
+``last_seen``, and forgetting only deletes chunks whose strength decayed to
+``now`` is below the threshold. Writing decayed strengths back would decay
+them again on the next run, so repeating forgetting with the same ``now``
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from memory_store.operations.params import LifecycleParams
+from memory_store.tiers import ChangeRecord, Delta, Operation, PreferenceChunk, UserSnapshot
+
+__all__ = ["effective_strength", "expired_events", "forgetting"]
+
+
+def effective_strength(chunk: PreferenceChunk, now: float, params: LifecycleParams) -> float:
+    """The chunk's strength decayed from its last evidence to ``now``."""
+    return params.decayed(chunk.strength, now - chunk.last_seen)
+
+
+def expired_events(snapshot: UserSnapshot, now: float, params: LifecycleParams) -> list[str]:
+    """Event ids outside retention: older than the TTL, or beyond the cap (oldest first).
+
+    An event is retained iff it is within the TTL *and* among the newest
+    ``max_events_per_user`` by (ts, event_id).
+    """
+    newest_first = sorted(snapshot.events, key=lambda e: (e.ts, e.event_id), reverse=True)
+    cutoff = now - params.event_ttl
+    out: list[str] = []
+    for rank, ev in enumerate(newest_first):
+        if ev.ts < cutoff or rank >= params.max_events_per_user:
+            out.append(ev.event_id)
+    out.reverse()
+    return out
+
+
+def forgetting(
+    snapshot: UserSnapshot, now: float, params: LifecycleParams, plan_id: str | None = None
+) -> Delta:
+    """Delete chunks decayed below the forget threshold and expire events outside retention."""
+    deletes: list[str] = []
+    changes: list[ChangeRecord] = []
+    for chunk in snapshot.chunks:
+        decayed = effective_strength(chunk, now, params)
+        if decayed >= params.forget_threshold:
+            continue
+        deletes.append(chunk.chunk_id)
+        idle_days = max(0.0, now - chunk.last_seen) / 86_400.0
+        changes.append(
+            ChangeRecord(
+                op=Operation.FORGETTING,
+                tenant=snapshot.tenant,
+                user_id=snapshot.user_id,
+                chunk_id=chunk.chunk_id,
+                before_strength=chunk.strength,
+                after_strength=None,
+                event_ids=chunk.evidence,
+                plan_id=plan_id,
+                detail=(
+                    f"forgot '{chunk.text}': decayed to {decayed:.3f} after "
+                    f"{idle_days:.1f} idle days ({chunk.evidence_count} evidence)"
+                ),
+            )
+        )
+    expired = expired_events(snapshot, now, params)
+    if expired:
+        changes.append(
+            ChangeRecord(
+                op=Operation.FORGETTING,
+                tenant=snapshot.tenant,
+                user_id=snapshot.user_id,
+                chunk_id=None,
+                before_strength=None,
+                after_strength=None,
+                event_ids=tuple(expired),
+                plan_id=plan_id,
+                detail=f"expired {len(expired)} event(s) outside retention",
+            )
+        )
+    return Delta(deletes=tuple(deletes), forget_event_ids=tuple(expired), changes=tuple(changes))

@@ -1,0 +1,80 @@
+"""Reinforcement: evidence agreeing with a belief makes it stronger, with diminishing returns.
+
+Replay rule (shared with weakening): an event changes a chunk only if the chunk
+has not counted it, i.e. its id is not in ``evidence`` and its time is after
+``evidence_floor`` (the latest time ever dropped from the bounded evidence).
+Replaying any events already applied is therefore a no-op, even for chunks
+whose evidence list long since forgot their ids. The price: an event arriving
+later than the chunk's 32 most recent pieces of evidence is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from memory_store.events import Interaction, Item
+from memory_store.operations.params import LifecycleParams
+from memory_store.signals import FacetEvidence, facet_evidence
+from memory_store.tiers import ChangeRecord, Delta, Operation, PreferenceChunk, UserSnapshot
+
+__all__ = ["reinforced", "reinforcement"]
+
+
+def reinforced(
+    chunk: PreferenceChunk, fe: FacetEvidence, params: LifecycleParams
+) -> PreferenceChunk:
+    """The chunk after one agreeing event: decayed to the event's time, then s + r|w|(1 - s)."""
+    s = params.decayed(chunk.strength, fe.ts - chunk.last_seen)
+    s = min(1.0, s + params.reinforcement_rate * abs(fe.weight) * (1.0 - s))
+    return replace(chunk.add_evidence(fe.event_id, fe.ts), strength=max(0.0, s))
+
+
+def reinforcement(
+    snapshot: UserSnapshot,
+    events: Iterable[Interaction],
+    items: Mapping[str, Item],
+    params: LifecycleParams,
+    plan_id: str | None = None,
+) -> Delta:
+    """Strengthen each chunk by the uncounted events that agree with its polarity, oldest first.
+
+    Contradicting evidence and topics without a chunk are left to weakening and
+    extraction. One change record per chunk, naming every event applied.
+    """
+    by_key = snapshot.key_index()
+    original = snapshot.chunk_index()
+    work: dict[str, PreferenceChunk] = {}
+    used: dict[str, list[str]] = {}
+    for fe in facet_evidence(snapshot.tenant, snapshot.user_id, events, items, params.min_weight):
+        cid = by_key.get((fe.facet, fe.key))
+        if cid is None:
+            continue
+        chunk = work.get(cid, original[cid])
+        if fe.polarity is not chunk.polarity or chunk.has_counted(fe.event_id, fe.ts):
+            continue
+        work[cid] = reinforced(chunk, fe, params)
+        used.setdefault(cid, []).append(fe.event_id)
+    upserts: list[PreferenceChunk] = []
+    changes: list[ChangeRecord] = []
+    for cid, chunk in work.items():
+        before = original[cid]
+        chunk = replace(chunk, version=before.version + 1)
+        upserts.append(chunk)
+        changes.append(
+            ChangeRecord(
+                op=Operation.REINFORCEMENT,
+                tenant=snapshot.tenant,
+                user_id=snapshot.user_id,
+                chunk_id=cid,
+                before_strength=before.strength,
+                after_strength=chunk.strength,
+                event_ids=tuple(used[cid]),
+                plan_id=plan_id,
+                detail=(
+                    f"'{chunk.text}' reinforced by {len(used[cid])} event(s): "
+                    f"{before.strength:.3f} -> {chunk.strength:.3f}"
+                ),
+            )
+        )
+    return Delta(upserts=tuple(upserts), changes=tuple(changes))

@@ -1,0 +1,154 @@
+"""How an interaction reads as evidence about a user's preferences.
+
+Kept apart from the operations so the interpretation of signals (how much a
+skip says, which item attributes are preference facets) can be tuned and
+tested on its own; every operation sees evidence only through here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from memory_store.events import EventType, Interaction, Item
+from memory_store.tiers import Polarity
+
+__all__ = [
+    "FacetEvidence",
+    "evidence_weight",
+    "facet_evidence",
+    "item_facets",
+    "statement",
+]
+
+# Fixed weights for implicit and explicit signals; a rating is read from its value.
+_TYPE_WEIGHT: dict[EventType, float] = {
+    EventType.LIKE: 1.0,
+    EventType.PURCHASE: 0.9,
+    EventType.COMPLETE: 0.8,
+    EventType.SHARE: 0.6,
+    EventType.ADD_TO_CART: 0.5,
+    EventType.PLAY: 0.3,
+    EventType.CLICK: 0.2,
+    EventType.VIEW: 0.1,
+    EventType.SKIP: -0.4,
+    EventType.DISLIKE: -1.0,
+}
+
+# Attribute names read as the "genre" facet, and values that say nothing.
+_GENRE_ATTRS = ("genres", "genre")
+_YEAR_ATTRS = ("year", "release_year")
+_EMPTY = {"", "unknown", "(no genres listed)", "n/a", "na", "none", "null", "other"}
+_MAX_KEY = 64
+
+
+def evidence_weight(event: Interaction) -> float:
+    """Signed strength of one interaction as evidence, in [-1, 1].
+
+    Ratings assume a 1-5 scale centred on 3: (value - 3) / 2, clamped, so
+    5 -> 1, 4 -> 0.5, 3 -> 0 (no evidence), 2 -> -0.5, 1 -> -1.
+    """
+    if event.type is EventType.RATE:
+        if event.value is None:
+            return 0.0
+        return max(-1.0, min(1.0, (event.value - 3.0) / 2.0))
+    return _TYPE_WEIGHT.get(event.type, 0.0)
+
+
+def _genre_values(raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        return re.split(r"[|,;]", raw)
+    if isinstance(raw, list | tuple):
+        return [v for v in raw if isinstance(v, str)]
+    return []
+
+
+def _decade(raw: Any) -> int | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = float(raw.strip())
+        except ValueError:
+            return None
+    if isinstance(raw, int | float) and math.isfinite(raw) and 1800 <= raw < 2200:
+        return int(raw) // 10 * 10
+    return None
+
+
+def item_facets(item: Item) -> list[tuple[str, str, str]]:
+    """(facet, normalised key, readable fragment) triples an item is evidence for.
+
+    Genres become ("genre", "comedy", "Comedy"), a year becomes ("era", "1990s",
+    "1990s"); missing, odd or uninformative attributes yield nothing.
+    """
+    attrs = item.attributes
+    out: list[tuple[str, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for name in _GENRE_ATTRS:
+        for value in _genre_values(attrs.get(name)):
+            fragment = " ".join(value.split())[:_MAX_KEY]
+            key = fragment.lower()
+            if key in _EMPTY or ("genre", key) in seen:
+                continue
+            seen.add(("genre", key))
+            out.append(("genre", key, fragment))
+    for name in _YEAR_ATTRS:
+        decade = _decade(attrs.get(name))
+        if decade is not None and ("era", f"{decade}s") not in seen:
+            seen.add(("era", f"{decade}s"))
+            out.append(("era", f"{decade}s", f"{decade}s"))
+            break
+    return out
+
+
+def statement(polarity: Polarity, topic: str) -> str:
+    """The short human-readable text of a chunk, e.g. "likes Comedy"."""
+    return f"{'likes' if polarity is Polarity.LIKE else 'dislikes'} {topic}"
+
+
+@dataclass(frozen=True, slots=True)
+class FacetEvidence:
+    """One event read as evidence about one facet value."""
+
+    event_id: str
+    ts: float
+    weight: float
+    facet: str
+    key: str
+    topic: str
+
+    @property
+    def polarity(self) -> Polarity:
+        return Polarity.LIKE if self.weight > 0 else Polarity.DISLIKE
+
+
+def facet_evidence(
+    tenant: str,
+    user_id: str,
+    events: Iterable[Interaction],
+    items: Mapping[str, Item],
+    min_weight: float,
+) -> list[FacetEvidence]:
+    """This user's non-neutral evidence, oldest first (ts, event id, facet, key).
+
+    Events of other users and items of other tenants are skipped, so an
+    operation given a mixed batch can only ever learn about its own user.
+    """
+    out: list[FacetEvidence] = []
+    seen: set[str] = set()
+    for ev in events:
+        if (ev.tenant, ev.user_id) != (tenant, user_id) or ev.event_id in seen:
+            continue
+        seen.add(ev.event_id)
+        weight = evidence_weight(ev)
+        item = items.get(ev.item_id)
+        if abs(weight) < min_weight or item is None or item.tenant != tenant:
+            continue
+        for facet, key, topic in item_facets(item):
+            out.append(FacetEvidence(ev.event_id, ev.ts, weight, facet, key, topic))
+    out.sort(key=lambda f: (f.ts, f.event_id, f.facet, f.key))
+    return out

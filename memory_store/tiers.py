@@ -1,0 +1,284 @@
+"""The belief state of one user as immutable values, and the delta that changes it.
+
+MARS keeps three tiers: events (raw signals), preference chunks (mutable beliefs
+with strength and evidence) and a profile (a narrative distilled from the chunks).
+Every lifecycle operation is a pure function from a ``UserSnapshot`` to a
+``Delta``; ``apply_delta`` is the only way a snapshot changes, so the whole
+lifecycle can be tested, replayed and audited without any storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from memory_store.events import Interaction
+
+__all__ = [
+    "MAX_EVIDENCE",
+    "NO_FLOOR",
+    "ChangeRecord",
+    "Delta",
+    "Operation",
+    "Polarity",
+    "PreferenceChunk",
+    "Profile",
+    "UserSnapshot",
+    "apply_delta",
+    "bounded_evidence",
+    "chunk_id_for",
+]
+
+# A chunk remembers the ids of its most recent evidence only, so its size is bounded.
+MAX_EVIDENCE = 32
+# ``evidence_floor`` before any evidence was dropped (event times are never negative).
+NO_FLOOR = -1.0
+
+
+class Polarity(StrEnum):
+    """Whether a chunk is a liking or a disliking: a flip keeps the chunk, not the sign."""
+
+    LIKE = "like"
+    DISLIKE = "dislike"
+
+    def flipped(self) -> Polarity:
+        return Polarity.DISLIKE if self is Polarity.LIKE else Polarity.LIKE
+
+
+class Operation(StrEnum):
+    """The six lifecycle operations, named in every change record."""
+
+    EXTRACTION = "extraction"
+    REINFORCEMENT = "reinforcement"
+    WEAKENING = "weakening"
+    CONSOLIDATION = "consolidation"
+    FORGETTING = "forgetting"
+    RESYNTHESIS = "resynthesis"
+
+
+def chunk_id_for(tenant: str, user_id: str, facet: str, key: str) -> str:
+    """A chunk's id: stable across polarity flips so its history stays one chunk."""
+    raw = "\x1f".join((tenant, user_id, facet, key)).encode("utf-8")
+    return hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+
+
+def bounded_evidence(
+    pairs: Iterable[tuple[str, float]], floor: float
+) -> tuple[tuple[str, ...], tuple[float, ...], float]:
+    """The ``MAX_EVIDENCE`` most recent (event id, ts) pairs and the raised floor.
+
+    The floor is the latest event time ever dropped: any event at or before it
+    that is no longer listed is treated as already counted, which keeps replays
+    no-ops after the bounded tuple forgot its id.
+    """
+    by_id: dict[str, float] = {}
+    for event_id, ts in pairs:
+        by_id.setdefault(event_id, ts)
+    ordered = sorted(by_id.items(), key=lambda p: (p[1], p[0]))
+    dropped, kept = ordered[:-MAX_EVIDENCE], ordered[-MAX_EVIDENCE:]
+    if dropped:
+        floor = max(floor, max(ts for _, ts in dropped))
+    return tuple(e for e, _ in kept), tuple(t for _, t in kept), floor
+
+
+@dataclass(frozen=True, slots=True)
+class PreferenceChunk:
+    """One fine-grained belief ("likes comedy") with its strength and the evidence behind it.
+
+    Beyond the MARS fields it keeps ``topic`` (the polarity-free phrase that is
+    embedded, so a flip keeps a valid embedding), ``evidence_ts`` (event time of
+    each listed id, ascending), ``evidence_floor`` (see ``bounded_evidence``) and
+    ``aliases`` (keys merged into it by consolidation, so their evidence still
+    lands here). ``strength`` is the belief as of ``last_seen``; decay is applied
+    lazily from there.
+    """
+
+    chunk_id: str
+    tenant: str
+    user_id: str
+    facet: str
+    key: str
+    topic: str
+    text: str
+    embedding: tuple[float, ...]
+    polarity: Polarity
+    strength: float
+    evidence: tuple[str, ...]
+    evidence_ts: tuple[float, ...]
+    evidence_count: int
+    first_seen: float
+    last_seen: float
+    version: int = 1
+    evidence_floor: float = NO_FLOOR
+    aliases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.chunk_id != chunk_id_for(self.tenant, self.user_id, self.facet, self.key):
+            raise ValueError("chunk_id must be chunk_id_for(tenant, user_id, facet, key)")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength {self.strength} outside [0, 1]")
+        if len(self.evidence) != len(self.evidence_ts) or len(self.evidence) > MAX_EVIDENCE:
+            raise ValueError("evidence and evidence_ts must match and hold <= MAX_EVIDENCE")
+        if self.evidence_count < len(set(self.evidence)):
+            raise ValueError("evidence_count cannot be below the listed evidence")
+        if self.first_seen > self.last_seen:
+            raise ValueError("first_seen after last_seen")
+
+    def has_counted(self, event_id: str, ts: float) -> bool:
+        """Whether this event already shaped the chunk: listed, or at/below the floor."""
+        return event_id in self.evidence or ts <= self.evidence_floor
+
+    def add_evidence(self, event_id: str, ts: float) -> PreferenceChunk:
+        """The chunk with one more counted event (strength and version are the caller's)."""
+        ids, times, floor = bounded_evidence(
+            [*zip(self.evidence, self.evidence_ts, strict=True), (event_id, ts)],
+            self.evidence_floor,
+        )
+        return replace(
+            self,
+            evidence=ids,
+            evidence_ts=times,
+            evidence_floor=floor,
+            evidence_count=self.evidence_count + 1,
+            first_seen=min(self.first_seen, ts),
+            last_seen=max(self.last_seen, ts),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The narrative tier: a readable summary and the chunk versions it was built from."""
+
+    tenant: str
+    user_id: str
+    narrative: str
+    embedding: tuple[float, ...]
+    version: int
+    sources: tuple[tuple[str, int], ...]
+    built_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UserSnapshot:
+    """Everything the operations may read about one user, and nothing about anyone else.
+
+    ``chunks`` is a tuple kept sorted by chunk_id and ``events`` sorted by
+    (ts, event_id), so equal memories compare equal whatever order built them.
+    """
+
+    tenant: str
+    user_id: str
+    chunks: tuple[PreferenceChunk, ...] = ()
+    profile: Profile | None = None
+    events: tuple[Interaction, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        chunks = tuple(sorted(self.chunks, key=lambda c: c.chunk_id))
+        if len({c.chunk_id for c in chunks}) != len(chunks):
+            raise ValueError("duplicate chunk_id in snapshot")
+        events = tuple(sorted(self.events, key=lambda e: (e.ts, e.event_id)))
+        if len({e.event_id for e in events}) != len(events):
+            raise ValueError("duplicate event_id in snapshot")
+        owners = [(c.tenant, c.user_id) for c in chunks]
+        owners += [(e.tenant, e.user_id) for e in events]
+        if self.profile is not None:
+            owners.append((self.profile.tenant, self.profile.user_id))
+        if any(o != (self.tenant, self.user_id) for o in owners):
+            raise ValueError("snapshot holds memory of another tenant or user")
+        object.__setattr__(self, "chunks", chunks)
+        object.__setattr__(self, "events", events)
+
+    def chunk_index(self) -> dict[str, PreferenceChunk]:
+        return {c.chunk_id: c for c in self.chunks}
+
+    def key_index(self) -> dict[tuple[str, str], str]:
+        """(facet, key or alias) -> chunk_id: where new evidence for a topic lands."""
+        index: dict[tuple[str, str], str] = {}
+        for c in self.chunks:
+            for alias in c.aliases:
+                index.setdefault((c.facet, alias), c.chunk_id)
+        for c in self.chunks:
+            index[(c.facet, c.key)] = c.chunk_id
+        return index
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    """One audited change: which operation, to what, from which evidence, why."""
+
+    op: Operation
+    tenant: str
+    user_id: str
+    chunk_id: str | None
+    before_strength: float | None
+    after_strength: float | None
+    event_ids: tuple[str, ...]
+    plan_id: str | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """What one operation wants changed; empty deltas are cheap and common."""
+
+    upserts: tuple[PreferenceChunk, ...] = ()
+    deletes: tuple[str, ...] = ()
+    profile: Profile | None = None
+    forget_event_ids: tuple[str, ...] = ()
+    changes: tuple[ChangeRecord, ...] = ()
+
+    @staticmethod
+    def empty() -> Delta:
+        return Delta()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.upserts or self.deletes or self.profile or self.forget_event_ids)
+
+    @staticmethod
+    def merge(*deltas: Delta) -> Delta:
+        """Deltas applied in order, as one: a later upsert revives, a later delete wins."""
+        upserts: dict[str, PreferenceChunk] = {}
+        deletes: dict[str, None] = {}
+        forget: dict[str, None] = {}
+        profile: Profile | None = None
+        changes: list[ChangeRecord] = []
+        for d in deltas:
+            for c in d.upserts:
+                deletes.pop(c.chunk_id, None)
+                upserts[c.chunk_id] = c
+            for cid in d.deletes:
+                upserts.pop(cid, None)
+                deletes[cid] = None
+            forget.update(dict.fromkeys(d.forget_event_ids))
+            profile = d.profile if d.profile is not None else profile
+            changes.extend(d.changes)
+        return Delta(
+            tuple(upserts.values()), tuple(deletes), profile, tuple(forget), tuple(changes)
+        )
+
+
+def apply_delta(snapshot: UserSnapshot, delta: Delta) -> UserSnapshot:
+    """The snapshot after ``delta``: idempotent, and refusing another user's memory."""
+    owner = (snapshot.tenant, snapshot.user_id)
+    foreign = [c.chunk_id for c in delta.upserts if (c.tenant, c.user_id) != owner]
+    if delta.profile is not None and (delta.profile.tenant, delta.profile.user_id) != owner:
+        foreign.append("profile")
+    foreign += [f"change:{r.op}" for r in delta.changes if (r.tenant, r.user_id) != owner]
+    if foreign:
+        raise ValueError(f"delta touches another tenant or user: {foreign[:3]}")
+    chunks = snapshot.chunk_index()
+    for c in delta.upserts:
+        chunks[c.chunk_id] = c
+    for cid in delta.deletes:
+        chunks.pop(cid, None)
+    forget = set(delta.forget_event_ids)
+    return UserSnapshot(
+        tenant=snapshot.tenant,
+        user_id=snapshot.user_id,
+        chunks=tuple(chunks.values()),
+        profile=delta.profile if delta.profile is not None else snapshot.profile,
+        events=tuple(e for e in snapshot.events if e.event_id not in forget),
+    )
