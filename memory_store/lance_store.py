@@ -18,18 +18,16 @@ from typing import Any
 import lancedb
 from lancedb.index import BTree
 
-from memory_store.rows import EVENT_KEY, EVENT_SCHEMA, EventRecord, events_to_table
-from memory_store.store import UserMemory, WriteResult
+from memory_store.lance_tiers import LanceTiers, quote, user_filter
+from memory_store.rows import EVENT_KEY, EVENT_SCHEMA, EventRecord, event_key, events_to_table
+from memory_store.store import DEFAULT_EVENT_LIMIT, UserMemory, WriteResult
+from memory_store.tier_rows import interaction_from_row
+from memory_store.tiers import Delta, UserSnapshot
 
 __all__ = ["LanceMemoryStore"]
 
 EVENTS_TABLE = "events"
 _INDEXED_COLUMNS = (EVENT_KEY, "user_id", "tenant")
-
-
-def _quote(value: str) -> str:
-    """A SQL string literal for a LanceDB filter."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 class LanceMemoryStore:
@@ -43,6 +41,7 @@ class LanceMemoryStore:
         self._events = self._ensure_events_table()
         self._lock = threading.Lock()
         self._indexed = {cfg.columns[0] for cfg in self._events.list_indices()}
+        self._tiers = LanceTiers(self._db, cleanup_older_than)
 
     def _ensure_events_table(self) -> Any:
         """Open or create the events table; safe when several workers start at once."""
@@ -68,22 +67,53 @@ class LanceMemoryStore:
         inserted = int(getattr(result, "num_inserted_rows", batch.num_rows))
         return WriteResult(received=len(records), inserted=inserted)
 
-    def read_user(self, tenant: str, user_id: str, limit: int = 20) -> UserMemory:
-        where = f"tenant = {_quote(tenant)} AND user_id = {_quote(user_id)}"
+    def _user_events(self, tenant: str, user_id: str) -> tuple[int, list[dict[str, Any]]]:
+        """A user's event count and rows, newest first."""
+        where = user_filter(tenant, user_id)
         count = self._events.count_rows(where)
         rows: list[dict[str, Any]] = []
         if count:
             table = self._events.search().where(where).limit(max(count, 1)).to_arrow()
             rows = sorted(table.to_pylist(), key=lambda r: (r["ts"], r["event_id"]), reverse=True)
+        return count, rows
+
+    def read_user(self, tenant: str, user_id: str, limit: int = 20) -> UserMemory:
+        count, rows = self._user_events(tenant, user_id)
         return UserMemory(tenant, user_id, count, rows[:limit])
 
+    def read_snapshot(
+        self, tenant: str, user_id: str, event_limit: int = DEFAULT_EVENT_LIMIT
+    ) -> UserSnapshot:
+        chunks, profile = self._tiers.read(tenant, user_id)
+        _, rows = self._user_events(tenant, user_id)
+        events = tuple(interaction_from_row(r) for r in rows[: max(event_limit, 0)])
+        return UserSnapshot(tenant, user_id, tuple(chunks), profile, events)
+
+    def write_delta(
+        self, tenant: str, user_id: str, delta: Delta, plan_id: str | None = None
+    ) -> None:
+        owner = (tenant, user_id)
+        foreign = [c.chunk_id for c in delta.upserts if (c.tenant, c.user_id) != owner]
+        if delta.profile is not None and (delta.profile.tenant, delta.profile.user_id) != owner:
+            foreign.append("profile")
+        foreign += [f"change:{r.op}" for r in delta.changes if (r.tenant, r.user_id) != owner]
+        if foreign:
+            raise ValueError(f"delta touches another tenant or user: {foreign[:3]}")
+        with self._lock:
+            self._tiers.write_state(tenant, user_id, delta)
+            if delta.forget_event_ids:
+                keys = ", ".join(
+                    quote(event_key(tenant, e)) for e in sorted(set(delta.forget_event_ids))
+                )
+                self._events.delete(f"{EVENT_KEY} IN ({keys}) AND {user_filter(tenant, user_id)}")
+            self._tiers.write_changes(delta, plan_id)
+
     def count_events(self, tenant: str | None = None) -> int:
-        return int(
-            self._events.count_rows(None if tenant is None else f"tenant = {_quote(tenant)}")
-        )
+        return int(self._events.count_rows(None if tenant is None else f"tenant = {quote(tenant)}"))
 
     def compact(self) -> None:
         with self._lock:
+            self._tiers.compact()
             if self._events.count_rows() == 0:
                 return
             for column in _INDEXED_COLUMNS:

@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from memory_store.rows import EventRecord
+from memory_store.tiers import Delta, UserSnapshot
 
-__all__ = ["MemoryStore", "UserMemory", "WriteResult", "open_store"]
+__all__ = ["DEFAULT_EVENT_LIMIT", "MemoryStore", "UserMemory", "WriteResult", "open_store"]
+
+# Events a snapshot carries by default: the lifecycle's per-user retention cap.
+DEFAULT_EVENT_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,18 @@ class MemoryStore(Protocol):
 
     def count_events(self, tenant: str | None = None) -> int:
         """Stored events, for one tenant or (operators only) all of them."""
+        ...
+
+    def read_snapshot(
+        self, tenant: str, user_id: str, event_limit: int = DEFAULT_EVENT_LIMIT
+    ) -> UserSnapshot:
+        """A user's chunks, profile and most recent events; empty for an unknown user."""
+        ...
+
+    def write_delta(
+        self, tenant: str, user_id: str, delta: Delta, plan_id: str | None = None
+    ) -> None:
+        """Store one user's delta idempotently; ValueError if it holds another user's memory."""
         ...
 
     def compact(self) -> None:

@@ -1,0 +1,172 @@
+"""The preference, profile and change-log tables of the LanceDB store.
+
+Tables are created on first write: the chunk table's fixed-size embedding
+column needs a dimension, and only the first chunks tell it. Every write is a
+``merge_insert`` on a declared primary key, guarded by the row's version, so a
+replayed delta (a batch can commit without its writer hearing it) changes
+nothing and an older chunk version never overwrites a newer one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import pyarrow as pa
+from lancedb.index import BTree
+
+from memory_store.tier_rows import (
+    CHANGE_KEY,
+    CHANGE_SCHEMA,
+    CHUNK_KEY,
+    PROFILE_KEY,
+    PROFILE_SCHEMA,
+    changes_to_table,
+    chunk_from_row,
+    chunk_key,
+    chunk_schema,
+    chunks_to_table,
+    embedding_dimension,
+    profile_from_row,
+    profiles_to_table,
+)
+from memory_store.tiers import Delta, PreferenceChunk, Profile
+
+__all__ = ["CHANGES_TABLE", "CHUNKS_TABLE", "PROFILES_TABLE", "LanceTiers", "quote", "user_filter"]
+
+CHUNKS_TABLE = "chunks"
+PROFILES_TABLE = "profiles"
+CHANGES_TABLE = "changes"
+_KEYS = {CHUNKS_TABLE: CHUNK_KEY, PROFILES_TABLE: PROFILE_KEY, CHANGES_TABLE: CHANGE_KEY}
+_INDEXED = {
+    CHUNKS_TABLE: (CHUNK_KEY, "user_id", "tenant"),
+    PROFILES_TABLE: (PROFILE_KEY, "tenant", "user_id"),
+    CHANGES_TABLE: (CHANGE_KEY, "tenant", "user_id"),
+}
+_NEWER = "target.version < source.version"
+
+
+def quote(value: str) -> str:
+    """A SQL string literal for a LanceDB filter."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def user_filter(tenant: str, user_id: str) -> str:
+    """The hard tenant-and-user filter every per-user read and delete carries."""
+    return f"tenant = {quote(tenant)} AND user_id = {quote(user_id)}"
+
+
+def _rows(table: Any, where: str) -> list[dict[str, Any]]:
+    """All rows matching ``where`` (a plain scan needs an explicit limit)."""
+    count = int(table.count_rows(where))
+    if not count:
+        return []
+    rows: list[dict[str, Any]] = table.search().where(where).limit(count).to_arrow().to_pylist()
+    return rows
+
+
+class LanceTiers:
+    """Chunks, profiles and changes on one LanceDB connection; writes under the caller's lock."""
+
+    def __init__(self, db: Any, cleanup_older_than: timedelta) -> None:
+        self._db = db
+        self._cleanup_older_than = cleanup_older_than
+        self._tables: dict[str, Any] = {}
+        self._indexed: dict[str, set[str]] = {}
+
+    def _open(self, name: str) -> Any | None:
+        """The table if it exists (possibly created by another process since we looked)."""
+        if name not in self._tables and name in self._db.list_tables().tables:
+            self._tables[name] = self._db.open_table(name)
+        return self._tables.get(name)
+
+    def _ensure(self, name: str, schema: pa.Schema) -> Any:
+        """Open or create a table with its primary key; safe when several writers start."""
+        table = self._open(name)
+        if table is not None:
+            return table
+        table = self._db.create_table(name, schema=schema, exist_ok=True)
+        try:
+            table.set_unenforced_primary_key(_KEYS[name])
+        except ValueError as exc:
+            if "already set" not in str(exc):
+                raise
+        self._tables[name] = table
+        return table
+
+    def read(self, tenant: str, user_id: str) -> tuple[list[PreferenceChunk], Profile | None]:
+        """One user's chunks and profile, filtered hard on tenant and user."""
+        where = user_filter(tenant, user_id)
+        chunks_table = self._open(CHUNKS_TABLE)
+        chunks = (
+            [] if chunks_table is None else [chunk_from_row(r) for r in _rows(chunks_table, where)]
+        )
+        profiles_table = self._open(PROFILES_TABLE)
+        profiles = [] if profiles_table is None else _rows(profiles_table, where)
+        profile = max(profiles, key=lambda r: int(r["version"]), default=None)
+        return chunks, None if profile is None else profile_from_row(profile)
+
+    def write_state(self, tenant: str, user_id: str, delta: Delta) -> None:
+        """Chunk upserts, then deletes (a delete wins, as in tiers.apply_delta), then profile."""
+        deleted = set(delta.deletes)
+        upserts = [c for c in delta.upserts if c.chunk_id not in deleted]
+        if upserts:
+            self._upsert_chunks(upserts)
+        if deleted:
+            table = self._open(CHUNKS_TABLE)
+            if table is not None:
+                keys = ", ".join(quote(chunk_key(tenant, cid)) for cid in sorted(deleted))
+                table.delete(f"{CHUNK_KEY} IN ({keys}) AND {user_filter(tenant, user_id)}")
+        if delta.profile is not None:
+            table = self._ensure(PROFILES_TABLE, PROFILE_SCHEMA)
+            (
+                table.merge_insert(PROFILE_KEY)
+                .when_matched_update_all(where=_NEWER)
+                .when_not_matched_insert_all()
+                .execute(profiles_to_table([delta.profile]))
+            )
+
+    def write_changes(self, delta: Delta, plan_id: str | None) -> None:
+        """Append the delta's change records once each; written last so the log trails the state."""
+        if delta.changes:
+            table = self._ensure(CHANGES_TABLE, CHANGE_SCHEMA)
+            batch = changes_to_table(delta.changes, plan_id, written_at=time.time())
+            table.merge_insert(CHANGE_KEY).when_not_matched_insert_all().execute(batch)
+
+    def _upsert_chunks(self, chunks: Sequence[PreferenceChunk]) -> None:
+        """Insert new chunks, update stored ones only with a newer version."""
+        table = self._open(CHUNKS_TABLE)
+        if table is None:
+            table = self._ensure(CHUNKS_TABLE, chunk_schema(embedding_dimension(chunks)))
+        schema: pa.Schema = table.schema
+        embedding = schema.field("embedding").type
+        if pa.types.is_fixed_size_list(embedding):
+            wrong = {len(c.embedding) for c in chunks} - {embedding.list_size}
+            if wrong:
+                raise ValueError(
+                    f"chunk embeddings of dimension {sorted(wrong)} in a table of "
+                    f"dimension {embedding.list_size}"
+                )
+        (
+            table.merge_insert(CHUNK_KEY)
+            .when_matched_update_all(where=_NEWER)
+            .when_not_matched_insert_all()
+            .execute(chunks_to_table(chunks, schema))
+        )
+
+    def compact(self) -> None:
+        """Index the read keys of every non-empty table and merge its fragments."""
+        for name, columns in _INDEXED.items():
+            table = self._open(name)
+            if table is None or table.count_rows() == 0:
+                continue
+            indexed = self._indexed.setdefault(
+                name, {cfg.columns[0] for cfg in table.list_indices()}
+            )
+            for column in columns:
+                if column not in indexed:
+                    table.create_index(column, config=BTree(), replace=True)
+                    indexed.add(column)
+            table.optimize(cleanup_older_than=self._cleanup_older_than)

@@ -1,0 +1,294 @@
+"""LanceDB belief tiers: snapshots round-trip, deltas are idempotent and stay with their user."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from memory_store.events import Interaction, Item
+from memory_store.operations import (
+    LifecycleParams,
+    consolidation,
+    extraction,
+    forgetting,
+    reinforcement,
+    resynthesis,
+    weakening,
+)
+from memory_store.rows import EventRecord
+from memory_store.store import MemoryStore, open_store
+from memory_store.tier_rows import change_id, chunk_from_row, chunk_schema, chunks_to_table
+from memory_store.tiers import Delta, UserSnapshot, apply_delta
+
+P = LifecycleParams()
+T0 = 1_700_000_000.0
+DAY = 86_400.0
+GENRES = ["Comedy", "Drama", "Horror", "Sci-Fi"]
+KINDS = ["view", "click", "like", "dislike", "rate", "purchase", "skip", "play", "complete"]
+
+
+def f32(x: float) -> float:
+    """``x`` rounded to float32, as the embedding columns store it."""
+    return float(struct.unpack("f", struct.pack("f", x))[0])
+
+
+def fake_embed(texts: Sequence[str]) -> list[list[float]]:
+    """Deterministic 8-d unit vectors from SHA-256, exact in float32."""
+    out = []
+    for text in texts:
+        vec = [b - 127.5 for b in hashlib.sha256(text.encode()).digest()[:8]]
+        norm = math.sqrt(sum(x * x for x in vec))
+        out.append([f32(x / norm) for x in vec])
+    return out
+
+
+def catalogue(tenant: str) -> dict[str, Item]:
+    return {
+        f"i{i}": Item(
+            tenant=tenant,
+            item_id=f"i{i}",
+            title=f"film {i}",
+            attributes={"genres": [GENRES[i % 4], GENRES[(i + 1) % 4]]},
+            ts=0,
+        )
+        for i in range(6)
+    }
+
+
+def event(n: int, tenant: str, user: str, kind: str, item: int, ts: float) -> Interaction:
+    return Interaction.model_validate(
+        {
+            "event_id": f"e{n}",
+            "tenant": tenant,
+            "user_id": user,
+            "item_id": f"i{item}",
+            "type": kind,
+            "value": 4.0 if kind == "rate" else None,
+            "ts": ts,
+            "text": "loved it" if n % 3 == 0 else None,
+            "context": {"device": "tv", "n": n} if n % 2 == 0 else None,
+        }
+    )
+
+
+def some_events(tenant: str, user: str, start: int, n: int, t: float) -> list[Interaction]:
+    return [
+        event(start + i, tenant, user, KINDS[(start + i) % len(KINDS)], (start + i) % 6, t + i)
+        for i in range(n)
+    ]
+
+
+def lifecycle(
+    snap: UserSnapshot, events: list[Interaction], items: dict[str, Item], now: float
+) -> list[Delta]:
+    """Every operation once, each seeing the snapshot the previous ones produced."""
+    steps = [
+        lambda s: extraction(s, events, items, P, fake_embed, plan_id="p1"),
+        lambda s: reinforcement(s, events, items, P),
+        lambda s: weakening(s, events, items, P),
+        lambda s: consolidation(s, replace(P, similarity_threshold=0.3)),
+        lambda s: resynthesis(s, now, P, fake_embed, plan_id="p2"),
+        lambda s: forgetting(s, now, P),
+    ]
+    deltas = []
+    for step in steps:
+        delta = step(snap)
+        deltas.append(delta)
+        snap = apply_delta(snap, delta)
+    return deltas
+
+
+def stored_changes(path: Path) -> list[dict[str, Any]]:
+    db = lancedb.connect(str(path))
+    if "changes" not in db.list_tables().tables:
+        return []
+    rows: list[dict[str, Any]] = db.open_table("changes").to_arrow().to_pylist()
+    return sorted(rows, key=lambda r: str(r["change_id"]))
+
+
+def state(store: MemoryStore, path: Path, users: Sequence[tuple[str, str]]) -> Any:
+    return [store.read_snapshot(*u) for u in users], stored_changes(path)
+
+
+def ingest(store: MemoryStore, events: Sequence[Interaction]) -> None:
+    store.write_events([EventRecord(e) for e in events])
+
+
+def test_snapshot_round_trips_the_whole_lifecycle(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    items = catalogue("acme")
+    events = some_events("acme", "u1", 0, 20, T0)
+    ingest(store, events)
+    snap = store.read_snapshot("acme", "u1")
+    assert snap.events == tuple(events)
+    for now in (T0 + DAY, T0 + 30 * DAY, T0 + 800 * DAY):
+        for delta in lifecycle(snap, list(snap.events), items, now):
+            expected = apply_delta(snap, delta)
+            store.write_delta("acme", "u1", delta)
+            snap = store.read_snapshot("acme", "u1")
+            assert snap == expected
+        more = some_events("acme", "u1", 20, 15, now)
+        ingest(store, more)
+        snap = store.read_snapshot("acme", "u1")
+    assert snap.profile is not None and not snap.chunks and len(snap.events) == 15
+    store.compact()
+    assert store.read_snapshot("acme", "u1") == snap
+    assert [e.event_id for e in store.read_snapshot("acme", "u1", event_limit=3).events] == [
+        e.event_id for e in snap.events[-3:]
+    ]
+
+
+def test_applying_a_delta_twice_equals_once_and_logs_each_change_once(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    items = catalogue("acme")
+    ingest(store, some_events("acme", "u1", 0, 25, T0))
+    snap = store.read_snapshot("acme", "u1")
+    written: set[str] = set()
+    for delta in lifecycle(snap, list(snap.events), items, T0 + DAY):
+        store.write_delta("acme", "u1", delta, plan_id="plan-7")
+        once = state(store, tmp_path, [("acme", "u1")])
+        store.write_delta("acme", "u1", delta, plan_id="plan-7")
+        assert state(store, tmp_path, [("acme", "u1")]) == once
+        written |= {change_id(r, r.plan_id or "plan-7") for r in delta.changes}
+    rows = stored_changes(tmp_path)
+    assert [r["change_id"] for r in rows] == sorted(written)
+    assert {r["plan_id"] for r in rows} == {"p1", "p2", "plan-7"}
+
+
+def test_an_older_chunk_version_never_overwrites_a_newer_one(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    items = catalogue("acme")
+    ingest(store, some_events("acme", "u1", 0, 10, T0))
+    snap = store.read_snapshot("acme", "u1")
+    created = extraction(snap, snap.events, items, P, fake_embed)
+    store.write_delta("acme", "u1", created)
+    chunk = created.upserts[0]
+    newer = replace(chunk, version=3, strength=0.9)
+    store.write_delta("acme", "u1", Delta(upserts=(newer,)))
+    store.write_delta("acme", "u1", Delta(upserts=(replace(chunk, version=2, strength=0.1),)))
+    store.write_delta("acme", "u1", created)
+    stored = store.read_snapshot("acme", "u1").chunk_index()[chunk.chunk_id]
+    assert stored == newer
+
+
+def test_deletes_and_forgotten_events_take_effect(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    items = catalogue("acme")
+    ingest(store, some_events("acme", "u1", 0, 12, T0))
+    snap = store.read_snapshot("acme", "u1")
+    store.write_delta("acme", "u1", extraction(snap, snap.events, items, P, fake_embed))
+    snap = store.read_snapshot("acme", "u1")
+    assert snap.chunks
+    gone = forgetting(snap, T0 + 800 * DAY, P)
+    assert set(gone.deletes) == {c.chunk_id for c in snap.chunks}
+    assert len(gone.forget_event_ids) == 12
+    store.write_delta("acme", "u1", gone)
+    after = store.read_snapshot("acme", "u1")
+    assert after == UserSnapshot("acme", "u1")
+    assert store.count_events("acme") == 0
+
+
+def test_tenants_and_users_never_see_each_others_rows(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    owners = [("acme", "u1"), ("globex", "u1"), ("acme", "u2")]
+    first = {owner: 0 for owner in owners} | {("acme", "u2"): 100}  # ids are per tenant
+    for tenant, user in owners:  # same item ids everywhere, same event ids across tenants
+        ingest(store, some_events(tenant, user, first[(tenant, user)], 12, T0))
+    acme = store.read_snapshot("acme", "u1")
+    acme_deltas = lifecycle(acme, list(acme.events), catalogue("acme"), T0 + DAY)
+    for delta in acme_deltas:
+        store.write_delta("acme", "u1", delta)
+    acme = store.read_snapshot("acme", "u1")
+    assert acme.chunks and acme.profile is not None
+    for tenant, user in owners[1:]:
+        assert store.read_snapshot(tenant, user) == UserSnapshot(
+            tenant, user, events=tuple(some_events(tenant, user, first[(tenant, user)], 12, T0))
+        )
+    before = state(store, tmp_path, owners)
+    with pytest.raises(ValueError, match="another tenant or user"):
+        store.write_delta("globex", "u1", acme_deltas[0])
+    with pytest.raises(ValueError, match="another tenant or user"):
+        store.write_delta("acme", "u2", acme_deltas[4])
+    assert state(store, tmp_path, owners) == before
+    # A forget aimed at globex with acme's event ids removes only globex's events.
+    store.write_delta("globex", "u1", Delta(forget_event_ids=("e0", "e1")))
+    assert len(store.read_snapshot("globex", "u1").events) == 10
+    assert store.read_snapshot("acme", "u1") == acme
+
+
+def test_unknown_user_has_an_empty_snapshot(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    assert store.read_snapshot("acme", "nobody") == UserSnapshot("acme", "nobody")
+    ingest(store, some_events("acme", "u1", 0, 5, T0))
+    snap = store.read_snapshot("acme", "u1")
+    store.write_delta("acme", "u1", extraction(snap, snap.events, catalogue("acme"), P, fake_embed))
+    store.compact()
+    assert store.read_snapshot("acme", "nobody") == UserSnapshot("acme", "nobody")
+    assert store.read_snapshot("acme' OR '1'='1", "u1") == UserSnapshot("acme' OR '1'='1", "u1")
+
+
+def test_a_chunk_of_another_dimension_is_refused(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    ingest(store, some_events("acme", "u1", 0, 5, T0))
+    snap = store.read_snapshot("acme", "u1")
+    delta = extraction(snap, snap.events, catalogue("acme"), P, fake_embed)
+    store.write_delta("acme", "u1", delta)
+    odd = replace(delta.upserts[0], embedding=(1.0, 0.0), version=9)
+    with pytest.raises(ValueError, match="dimension"):
+        store.write_delta("acme", "u1", Delta(upserts=(odd,)))
+
+
+def test_chunk_rows_round_trip_without_lancedb() -> None:
+    snap = UserSnapshot("acme", "u1")
+    events = some_events("acme", "u1", 0, 12, T0)
+    chunks = extraction(snap, events, catalogue("acme"), P, fake_embed).upserts
+    for dimension in (8, None):
+        table = chunks_to_table(chunks, chunk_schema(dimension))
+        assert tuple(chunk_from_row(r) for r in table.to_pylist()) == chunks
+
+
+@st.composite
+def event_lists(draw: st.DrawFn) -> list[Interaction]:
+    n = draw(st.integers(1, 25))
+    return [
+        event(
+            i,
+            "acme",
+            "u1",
+            draw(st.sampled_from(KINDS)),
+            draw(st.integers(0, 5)),
+            T0 + draw(st.integers(0, 30)) * DAY,
+        )
+        for i in range(n)
+    ]
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(event_lists(), st.integers(31, 500))
+def test_any_lifecycle_delta_applied_twice_equals_once(
+    tmp_path: Path, events: list[Interaction], days: int
+) -> None:
+    path = tmp_path / hashlib.sha1(repr((events, days)).encode()).hexdigest()
+    store = open_store(str(path))
+    ingest(store, events)
+    snap = store.read_snapshot("acme", "u1")
+    for delta in lifecycle(snap, events, catalogue("acme"), T0 + days * DAY):
+        expected = apply_delta(snap, delta)
+        store.write_delta("acme", "u1", delta)
+        once = state(store, path, [("acme", "u1")])
+        store.write_delta("acme", "u1", delta)
+        assert state(store, path, [("acme", "u1")]) == once
+        snap = store.read_snapshot("acme", "u1")
+        assert snap == expected
