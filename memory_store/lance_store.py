@@ -22,7 +22,7 @@ from memory_store.lance_tiers import LanceTiers, quote, user_filter
 from memory_store.rows import EVENT_KEY, EVENT_SCHEMA, EventRecord, event_key, events_to_table
 from memory_store.store import DEFAULT_EVENT_LIMIT, UserMemory, WriteResult
 from memory_store.tier_rows import interaction_from_row
-from memory_store.tiers import Delta, UserSnapshot
+from memory_store.tiers import Delta, UserSnapshot, check_owner
 
 __all__ = ["LanceMemoryStore"]
 
@@ -92,13 +92,7 @@ class LanceMemoryStore:
     def write_delta(
         self, tenant: str, user_id: str, delta: Delta, plan_id: str | None = None
     ) -> None:
-        owner = (tenant, user_id)
-        foreign = [c.chunk_id for c in delta.upserts if (c.tenant, c.user_id) != owner]
-        if delta.profile is not None and (delta.profile.tenant, delta.profile.user_id) != owner:
-            foreign.append("profile")
-        foreign += [f"change:{r.op}" for r in delta.changes if (r.tenant, r.user_id) != owner]
-        if foreign:
-            raise ValueError(f"delta touches another tenant or user: {foreign[:3]}")
+        check_owner(tenant, user_id, delta)
         with self._lock:
             self._tiers.write_state(tenant, user_id, delta)
             if delta.forget_event_ids:

@@ -28,6 +28,7 @@ __all__ = [
     "UserSnapshot",
     "apply_delta",
     "bounded_evidence",
+    "check_owner",
     "chunk_id_for",
 ]
 
@@ -260,15 +261,20 @@ class Delta:
         )
 
 
-def apply_delta(snapshot: UserSnapshot, delta: Delta) -> UserSnapshot:
-    """The snapshot after ``delta``: idempotent, and refusing another user's memory."""
-    owner = (snapshot.tenant, snapshot.user_id)
+def check_owner(tenant: str, user_id: str, delta: Delta) -> None:
+    """Raise ValueError if ``delta`` holds memory of anyone but this tenant's user."""
+    owner = (tenant, user_id)
     foreign = [c.chunk_id for c in delta.upserts if (c.tenant, c.user_id) != owner]
     if delta.profile is not None and (delta.profile.tenant, delta.profile.user_id) != owner:
         foreign.append("profile")
     foreign += [f"change:{r.op}" for r in delta.changes if (r.tenant, r.user_id) != owner]
     if foreign:
         raise ValueError(f"delta touches another tenant or user: {foreign[:3]}")
+
+
+def apply_delta(snapshot: UserSnapshot, delta: Delta) -> UserSnapshot:
+    """The snapshot after ``delta``: idempotent, and refusing another user's memory."""
+    check_owner(snapshot.tenant, snapshot.user_id, delta)
     chunks = snapshot.chunk_index()
     for c in delta.upserts:
         chunks[c.chunk_id] = c

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -34,22 +32,12 @@ from memory_store.tiers import (
     bounded_evidence,
     chunk_id_for,
 )
+from tests.unit.fake_embedding import fake_embed
 
 P = LifecycleParams()
 OWNER = ("acme", "u1")
 GENRES = ["Comedy", "Drama", "Horror", "Sci-Fi", "unknown"]
 KINDS = ["view", "click", "like", "dislike", "rate", "purchase", "skip", "play", "complete"]
-
-
-def fake_embed(texts: Sequence[str]) -> list[list[float]]:
-    """Deterministic 8-d unit vectors from a hash of the text."""
-    out = []
-    for text in texts:
-        raw = hashlib.sha256(text.encode()).digest()
-        vec = [b - 127.5 for b in raw[:8]]
-        norm = math.sqrt(sum(x * x for x in vec))
-        out.append([x / norm for x in vec])
-    return out
 
 
 @st.composite

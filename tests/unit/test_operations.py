@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -33,20 +31,10 @@ from memory_store.tiers import (
     apply_delta,
     chunk_id_for,
 )
+from tests.unit.fake_embedding import fake_embed
 
 P = LifecycleParams()
 DAY = 86_400.0
-
-
-def fake_embed(texts: Sequence[str]) -> list[list[float]]:
-    """Deterministic 8-d unit vectors from a hash of the text."""
-    out = []
-    for text in texts:
-        raw = hashlib.sha256(text.encode()).digest()
-        vec = [b - 127.5 for b in raw[:8]]
-        norm = math.sqrt(sum(x * x for x in vec))
-        out.append([x / norm for x in vec])
-    return out
 
 
 def movie(item_id: str, genres: list[str], year: int | None = None) -> Item:

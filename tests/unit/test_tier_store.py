@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
-import struct
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -29,27 +27,13 @@ from memory_store.rows import EventRecord
 from memory_store.store import MemoryStore, open_store
 from memory_store.tier_rows import change_id, chunk_from_row, chunk_schema, chunks_to_table
 from memory_store.tiers import Delta, UserSnapshot, apply_delta
+from tests.unit.fake_embedding import fake_embed
 
 P = LifecycleParams()
 T0 = 1_700_000_000.0
 DAY = 86_400.0
 GENRES = ["Comedy", "Drama", "Horror", "Sci-Fi"]
 KINDS = ["view", "click", "like", "dislike", "rate", "purchase", "skip", "play", "complete"]
-
-
-def f32(x: float) -> float:
-    """``x`` rounded to float32, as the embedding columns store it."""
-    return float(struct.unpack("f", struct.pack("f", x))[0])
-
-
-def fake_embed(texts: Sequence[str]) -> list[list[float]]:
-    """Deterministic 8-d unit vectors from SHA-256, exact in float32."""
-    out = []
-    for text in texts:
-        vec = [b - 127.5 for b in hashlib.sha256(text.encode()).digest()[:8]]
-        norm = math.sqrt(sum(x * x for x in vec))
-        out.append([f32(x / norm) for x in vec])
-    return out
 
 
 def catalogue(tenant: str) -> dict[str, Item]:
