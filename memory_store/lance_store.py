@@ -18,7 +18,7 @@ from typing import Any
 import lancedb
 from lancedb.index import BTree
 
-from memory_store.lance_tiers import LanceTiers, quote, user_filter
+from memory_store.lance_tiers import LanceTiers, create_keyed_table, quote, user_filter
 from memory_store.rows import EVENT_KEY, EVENT_SCHEMA, EventRecord, event_key, events_to_table
 from memory_store.store import DEFAULT_EVENT_LIMIT, UserMemory, WriteResult
 from memory_store.tier_rows import interaction_from_row
@@ -47,14 +47,8 @@ class LanceMemoryStore:
         """Open or create the events table; safe when several workers start at once."""
         if EVENTS_TABLE in self._db.list_tables().tables:
             return self._db.open_table(EVENTS_TABLE)
-        table: Any = self._db.create_table(EVENTS_TABLE, schema=EVENT_SCHEMA, exist_ok=True)
-        try:
-            # Lets merge_insert detect two writers inserting the same key and retry.
-            table.set_unenforced_primary_key(EVENT_KEY)
-        except ValueError as exc:
-            if "already set" not in str(exc):  # another worker declared it first
-                raise
-        return table
+        # The declared key lets merge_insert detect two writers inserting the same key.
+        return create_keyed_table(self._db, EVENTS_TABLE, EVENT_SCHEMA, EVENT_KEY)
 
     def write_events(self, records: Sequence[EventRecord]) -> WriteResult:
         if not records:

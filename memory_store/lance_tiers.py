@@ -34,7 +34,15 @@ from memory_store.tier_rows import (
 )
 from memory_store.tiers import Delta, PreferenceChunk, Profile
 
-__all__ = ["CHANGES_TABLE", "CHUNKS_TABLE", "PROFILES_TABLE", "LanceTiers", "quote", "user_filter"]
+__all__ = [
+    "CHANGES_TABLE",
+    "CHUNKS_TABLE",
+    "PROFILES_TABLE",
+    "LanceTiers",
+    "create_keyed_table",
+    "quote",
+    "user_filter",
+]
 
 CHUNKS_TABLE = "chunks"
 PROFILES_TABLE = "profiles"
@@ -46,6 +54,27 @@ _INDEXED = {
     CHANGES_TABLE: (CHANGE_KEY, "tenant", "user_id"),
 }
 _NEWER = "target.version < source.version"
+
+
+def create_keyed_table(db: Any, name: str, schema: pa.Schema, key: str) -> Any:
+    """Create or open ``name`` with ``key`` declared as its primary key.
+
+    Safe when several workers start at once: one declaration wins, the others
+    see "already set", or a commit conflict after which they look again.
+    """
+    table = db.create_table(name, schema=schema, exist_ok=True)
+    for attempt in range(20):
+        try:
+            table.set_unenforced_primary_key(key)
+            return table
+        except (ValueError, RuntimeError) as exc:
+            if "already set" in str(exc):
+                return table
+            if "ncompatible transaction" not in str(exc) and "onflict" not in str(exc):
+                raise
+        time.sleep(0.02 * (attempt + 1))
+        table = db.open_table(name)
+    raise RuntimeError(f"could not declare the primary key of LanceDB table {name!r}")
 
 
 def quote(value: str) -> str:
@@ -87,12 +116,7 @@ class LanceTiers:
         table = self._open(name)
         if table is not None:
             return table
-        table = self._db.create_table(name, schema=schema, exist_ok=True)
-        try:
-            table.set_unenforced_primary_key(_KEYS[name])
-        except ValueError as exc:
-            if "already set" not in str(exc):
-                raise
+        table = create_keyed_table(self._db, name, schema, _KEYS[name])
         self._tables[name] = table
         return table
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -78,3 +80,18 @@ def test_any_sequence_of_batches_stores_each_id_once(
     inserted = sum(store.write_events([record(i) for i in batch]).inserted for batch in batches)
     distinct = len({i for batch in batches for i in batch})
     assert inserted == distinct == store.count_events()
+
+
+def test_many_workers_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Each worker declares the table's primary key; racing declarations must not fail."""
+    barrier = threading.Barrier(6)
+
+    def open_and_write(n: int) -> int:
+        barrier.wait()
+        store = open_store(str(tmp_path))
+        return store.write_events([record(n * 100 + i) for i in range(10)]).inserted
+
+    with ThreadPoolExecutor(6) as pool:
+        inserted = list(pool.map(open_and_write, range(6)))
+    assert inserted == [10] * 6
+    assert open_store(str(tmp_path)).count_events() == 60
