@@ -191,6 +191,22 @@ class UserSnapshot:
         object.__setattr__(self, "chunks", chunks)
         object.__setattr__(self, "events", events)
 
+    def change(
+        self,
+        op: Operation,
+        chunk_id: str | None,
+        before_strength: float | None,
+        after_strength: float | None,
+        event_ids: tuple[str, ...],
+        plan_id: str | None,
+        detail: str,
+    ) -> ChangeRecord:
+        """A change record owned by this snapshot's tenant and user, by construction."""
+        return ChangeRecord(
+            op, self.tenant, self.user_id, chunk_id, before_strength, after_strength,
+            event_ids, plan_id, detail,
+        )  # fmt: skip
+
     def chunk_index(self) -> dict[str, PreferenceChunk]:
         return {c.chunk_id: c for c in self.chunks}
 

@@ -115,10 +115,8 @@ def _record(
     else:
         detail = f"'{before.text}' merged into {into}"
         event_ids = before.evidence
-    return ChangeRecord(
+    return snapshot.change(
         op=Operation.CONSOLIDATION,
-        tenant=snapshot.tenant,
-        user_id=snapshot.user_id,
         chunk_id=before.chunk_id,
         before_strength=before.strength,
         after_strength=None if after is None else after.strength,

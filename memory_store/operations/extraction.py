@@ -86,10 +86,8 @@ def extraction(
         )
         chunks.append(chunk)
         changes.append(
-            ChangeRecord(
+            snapshot.change(
                 op=Operation.EXTRACTION,
-                tenant=snapshot.tenant,
-                user_id=snapshot.user_id,
                 chunk_id=chunk.chunk_id,
                 before_strength=None,
                 after_strength=strength,

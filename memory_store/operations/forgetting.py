@@ -49,10 +49,8 @@ def forgetting(
         deletes.append(chunk.chunk_id)
         idle_days = max(0.0, now - chunk.last_seen) / 86_400.0
         changes.append(
-            ChangeRecord(
+            snapshot.change(
                 op=Operation.FORGETTING,
-                tenant=snapshot.tenant,
-                user_id=snapshot.user_id,
                 chunk_id=chunk.chunk_id,
                 before_strength=chunk.strength,
                 after_strength=None,
@@ -67,10 +65,8 @@ def forgetting(
     expired = expired_events(snapshot, now, params)
     if expired:
         changes.append(
-            ChangeRecord(
+            snapshot.change(
                 op=Operation.FORGETTING,
-                tenant=snapshot.tenant,
-                user_id=snapshot.user_id,
                 chunk_id=None,
                 before_strength=None,
                 after_strength=None,

@@ -62,10 +62,8 @@ def reinforcement(
         chunk = replace(chunk, version=before.version + 1)
         upserts.append(chunk)
         changes.append(
-            ChangeRecord(
+            snapshot.change(
                 op=Operation.REINFORCEMENT,
-                tenant=snapshot.tenant,
-                user_id=snapshot.user_id,
                 chunk_id=cid,
                 before_strength=before.strength,
                 after_strength=chunk.strength,

@@ -13,7 +13,6 @@ from memory_store.operations.extraction import Embedder, embed_all
 from memory_store.operations.forgetting import effective_strength
 from memory_store.operations.params import LifecycleParams
 from memory_store.tiers import (
-    ChangeRecord,
     Delta,
     Operation,
     Polarity,
@@ -102,10 +101,8 @@ def resynthesis(
         built_at=now,
     )
     evidence = dict.fromkeys(e for c in chunks for e in c.evidence)
-    record = ChangeRecord(
+    record = snapshot.change(
         op=Operation.RESYNTHESIS,
-        tenant=snapshot.tenant,
-        user_id=snapshot.user_id,
         chunk_id=None,
         before_strength=None,
         after_strength=None,

@@ -88,10 +88,8 @@ def weakening(
         if cid in flips:
             detail += f"; flipped {', '.join(flips[cid])} (now '{chunk.text}')"
         changes.append(
-            ChangeRecord(
+            snapshot.change(
                 op=Operation.WEAKENING,
-                tenant=snapshot.tenant,
-                user_id=snapshot.user_id,
                 chunk_id=cid,
                 before_strength=before.strength,
                 after_strength=chunk.strength,
