@@ -18,9 +18,15 @@ from typing import Any
 import lancedb
 from lancedb.index import BTree
 
-from memory_store.lance_tiers import LanceTiers, create_keyed_table, quote, user_filter
+from memory_store.lance_tiers import (
+    LanceTiers,
+    create_keyed_table,
+    quote,
+    rows_for_users,
+    user_filter,
+)
 from memory_store.rows import EVENT_KEY, EVENT_SCHEMA, EventRecord, event_key, events_to_table
-from memory_store.store import DEFAULT_EVENT_LIMIT, UserMemory, WriteResult
+from memory_store.store import DEFAULT_EVENT_LIMIT, UserDelta, UserKey, UserMemory, WriteResult
 from memory_store.tier_rows import interaction_from_row
 from memory_store.tiers import Delta, UserSnapshot, check_owner
 
@@ -75,26 +81,47 @@ class LanceMemoryStore:
         count, rows = self._user_events(tenant, user_id)
         return UserMemory(tenant, user_id, count, rows[:limit])
 
-    def read_snapshot(
-        self, tenant: str, user_id: str, event_limit: int = DEFAULT_EVENT_LIMIT
-    ) -> UserSnapshot:
-        chunks, profile = self._tiers.read(tenant, user_id)
-        _, rows = self._user_events(tenant, user_id)
-        events = tuple(interaction_from_row(r) for r in rows[: max(event_limit, 0)])
-        return UserSnapshot(tenant, user_id, tuple(chunks), profile, events)
+    def read_snapshots(
+        self, keys: Sequence[UserKey], event_limit: int = DEFAULT_EVENT_LIMIT
+    ) -> dict[UserKey, UserSnapshot]:
+        wanted = list(dict.fromkeys(keys))
+        chunks, profiles = self._tiers.read(wanted)
+        events: dict[UserKey, list[dict[str, Any]]] = {}
+        if event_limit > 0 and wanted:
+            for row in rows_for_users(self._events, wanted):
+                events.setdefault((row["tenant"], row["user_id"]), []).append(row)
+        snapshots: dict[UserKey, UserSnapshot] = {}
+        for key in wanted:
+            newest = sorted(events.get(key, ()), key=lambda r: (r["ts"], r["event_id"]))
+            snapshots[key] = UserSnapshot(
+                key[0],
+                key[1],
+                tuple(chunks.get(key, ())),
+                profiles.get(key),
+                tuple(interaction_from_row(r) for r in newest[len(newest) - event_limit :]),
+            )
+        return snapshots
 
-    def write_delta(
-        self, tenant: str, user_id: str, delta: Delta, plan_id: str | None = None
-    ) -> None:
-        check_owner(tenant, user_id, delta)
+    def write_deltas(self, deltas: Sequence[UserDelta], plan_id: str | None = None) -> None:
+        merged: dict[UserKey, list[Delta]] = {}
+        for item in deltas:
+            check_owner(item.tenant, item.user_id, item.delta)
+            merged.setdefault((item.tenant, item.user_id), []).append(item.delta)
+        per_user = [(t, u, Delta.merge(*ds)) for (t, u), ds in merged.items()]
+        per_user = [(t, u, d) for t, u, d in per_user if not d.is_empty or d.changes]
+        if not per_user:
+            return
+        forget = [
+            f"({EVENT_KEY} IN ({', '.join(quote(event_key(t, e)) for e in sorted(set(ids)))})"
+            f" AND {user_filter(t, u)})"
+            for t, u, d in per_user
+            if (ids := d.forget_event_ids)
+        ]
         with self._lock:
-            self._tiers.write_state(tenant, user_id, delta)
-            if delta.forget_event_ids:
-                keys = ", ".join(
-                    quote(event_key(tenant, e)) for e in sorted(set(delta.forget_event_ids))
-                )
-                self._events.delete(f"{EVENT_KEY} IN ({keys}) AND {user_filter(tenant, user_id)}")
-            self._tiers.write_changes(delta, plan_id)
+            self._tiers.write_state(per_user)
+            if forget:
+                self._events.delete(" OR ".join(forget))
+            self._tiers.write_changes([d for _, _, d in per_user], plan_id)
 
     def count_events(self, tenant: str | None = None) -> int:
         return int(self._events.count_rows(None if tenant is None else f"tenant = {quote(tenant)}"))

@@ -10,7 +10,7 @@ nothing and an older chunk version never overwrites a newer one.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ __all__ = [
     "create_keyed_table",
     "quote",
     "user_filter",
+    "users_filter",
 ]
 
 CHUNKS_TABLE = "chunks"
@@ -54,6 +55,7 @@ _INDEXED = {
     CHANGES_TABLE: (CHANGE_KEY, "tenant", "user_id"),
 }
 _NEWER = "target.version < source.version"
+_USERS_PER_QUERY = 500
 
 
 def create_keyed_table(db: Any, name: str, schema: pa.Schema, key: str) -> Any:
@@ -85,6 +87,30 @@ def quote(value: str) -> str:
 def user_filter(tenant: str, user_id: str) -> str:
     """The hard tenant-and-user filter every per-user read and delete carries."""
     return f"tenant = {quote(tenant)} AND user_id = {quote(user_id)}"
+
+
+def users_filter(keys: Iterable[tuple[str, str]]) -> str:
+    """The hard filter for many users: per tenant, ``user_id IN (...)``."""
+    by_tenant: dict[str, set[str]] = {}
+    for tenant, user_id in keys:
+        by_tenant.setdefault(tenant, set()).add(user_id)
+    if not by_tenant:
+        raise ValueError("users_filter needs at least one user")
+    return " OR ".join(
+        f"(tenant = {quote(t)} AND user_id IN ({', '.join(quote(u) for u in sorted(users))}))"
+        for t, users in sorted(by_tenant.items())
+    )
+
+
+def rows_for_users(table: Any, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Rows of these users only, read in slices so a filter never grows unbounded."""
+    wanted = set(keys)
+    ordered = sorted(wanted)
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(ordered), _USERS_PER_QUERY):
+        rows = _rows(table, users_filter(ordered[start : start + _USERS_PER_QUERY]))
+        out.extend(r for r in rows if (r["tenant"], r["user_id"]) in wanted)
+    return out
 
 
 def _rows(table: Any, where: str) -> list[dict[str, Any]]:
@@ -120,43 +146,63 @@ class LanceTiers:
         self._tables[name] = table
         return table
 
-    def read(self, tenant: str, user_id: str) -> tuple[list[PreferenceChunk], Profile | None]:
-        """One user's chunks and profile, filtered hard on tenant and user."""
-        where = user_filter(tenant, user_id)
+    def read(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], list[PreferenceChunk]], dict[tuple[str, str], Profile]]:
+        """These users' chunks and profiles, filtered hard on tenant and user."""
+        chunks: dict[tuple[str, str], list[PreferenceChunk]] = {}
+        profiles: dict[tuple[str, str], Profile] = {}
+        if not keys:
+            return chunks, profiles
         chunks_table = self._open(CHUNKS_TABLE)
-        chunks = (
-            [] if chunks_table is None else [chunk_from_row(r) for r in _rows(chunks_table, where)]
-        )
+        if chunks_table is not None:
+            for row in rows_for_users(chunks_table, keys):
+                chunks.setdefault((row["tenant"], row["user_id"]), []).append(chunk_from_row(row))
         profiles_table = self._open(PROFILES_TABLE)
-        profiles = [] if profiles_table is None else _rows(profiles_table, where)
-        profile = max(profiles, key=lambda r: int(r["version"]), default=None)
-        return chunks, None if profile is None else profile_from_row(profile)
+        if profiles_table is not None:
+            for row in rows_for_users(profiles_table, keys):
+                profile = profile_from_row(row)
+                key = (profile.tenant, profile.user_id)
+                if key not in profiles or profiles[key].version < profile.version:
+                    profiles[key] = profile
+        return chunks, profiles
 
-    def write_state(self, tenant: str, user_id: str, delta: Delta) -> None:
-        """Chunk upserts, then deletes (a delete wins, as in tiers.apply_delta), then profile."""
-        deleted = set(delta.deletes)
-        upserts = [c for c in delta.upserts if c.chunk_id not in deleted]
+    def write_state(self, deltas: Sequence[tuple[str, str, Delta]]) -> None:
+        """Chunk upserts, then deletes (a delete wins, as in tiers.apply_delta), then profiles.
+
+        Each is one write for all users; every delete also carries its owner's filter.
+        """
+        upserts: list[PreferenceChunk] = []
+        deletes: list[str] = []
+        profiles: list[Profile] = []
+        for tenant, user_id, delta in deltas:
+            deleted = set(delta.deletes)
+            upserts += [c for c in delta.upserts if c.chunk_id not in deleted]
+            if deleted:
+                keys = ", ".join(quote(chunk_key(tenant, cid)) for cid in sorted(deleted))
+                deletes.append(f"({CHUNK_KEY} IN ({keys}) AND {user_filter(tenant, user_id)})")
+            if delta.profile is not None:
+                profiles.append(delta.profile)
         if upserts:
             self._upsert_chunks(upserts)
-        if deleted:
-            table = self._open(CHUNKS_TABLE)
-            if table is not None:
-                keys = ", ".join(quote(chunk_key(tenant, cid)) for cid in sorted(deleted))
-                table.delete(f"{CHUNK_KEY} IN ({keys}) AND {user_filter(tenant, user_id)}")
-        if delta.profile is not None:
+        table = self._open(CHUNKS_TABLE)
+        if deletes and table is not None:
+            table.delete(" OR ".join(deletes))
+        if profiles:
             table = self._ensure(PROFILES_TABLE, PROFILE_SCHEMA)
             (
                 table.merge_insert(PROFILE_KEY)
                 .when_matched_update_all(where=_NEWER)
                 .when_not_matched_insert_all()
-                .execute(profiles_to_table([delta.profile]))
+                .execute(profiles_to_table(profiles))
             )
 
-    def write_changes(self, delta: Delta, plan_id: str | None) -> None:
-        """Append the delta's change records once each; written last so the log trails the state."""
-        if delta.changes:
+    def write_changes(self, deltas: Sequence[Delta], plan_id: str | None) -> None:
+        """Append the deltas' change records once each; written last so the log trails the state."""
+        changes = [record for delta in deltas for record in delta.changes]
+        if changes:
             table = self._ensure(CHANGES_TABLE, CHANGE_SCHEMA)
-            batch = changes_to_table(delta.changes, plan_id, written_at=time.time())
+            batch = changes_to_table(changes, plan_id, written_at=time.time())
             table.merge_insert(CHANGE_KEY).when_not_matched_insert_all().execute(batch)
 
     def _upsert_chunks(self, chunks: Sequence[PreferenceChunk]) -> None:

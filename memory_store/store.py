@@ -14,10 +14,31 @@ from typing import Any, Protocol
 from memory_store.rows import EventRecord
 from memory_store.tiers import Delta, UserSnapshot
 
-__all__ = ["DEFAULT_EVENT_LIMIT", "MemoryStore", "UserMemory", "WriteResult", "open_store"]
+__all__ = [
+    "DEFAULT_EVENT_LIMIT",
+    "MemoryStore",
+    "UserDelta",
+    "UserKey",
+    "UserMemory",
+    "WriteResult",
+    "open_store",
+]
 
 # Events a snapshot carries by default: the lifecycle's per-user retention cap.
 DEFAULT_EVENT_LIMIT = 1000
+
+
+UserKey = tuple[str, str]
+"""(tenant, user_id): whose memory; every per-user read and write is keyed by it."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserDelta:
+    """One user's delta, as handed to the store in bulk."""
+
+    tenant: str
+    user_id: str
+    delta: Delta
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +74,20 @@ class MemoryStore(Protocol):
         """Stored events, for one tenant or (operators only) all of them."""
         ...
 
-    def read_snapshot(
-        self, tenant: str, user_id: str, event_limit: int = DEFAULT_EVENT_LIMIT
-    ) -> UserSnapshot:
-        """A user's chunks, profile and most recent events; empty for an unknown user."""
+    def read_snapshots(
+        self, keys: Sequence[UserKey], event_limit: int = DEFAULT_EVENT_LIMIT
+    ) -> dict[UserKey, UserSnapshot]:
+        """Each user's chunks, profile and newest ``event_limit`` events, in one read per tier.
+
+        Unknown users get an empty snapshot; rows are filtered hard on tenant and user.
+        """
         ...
 
-    def write_delta(
-        self, tenant: str, user_id: str, delta: Delta, plan_id: str | None = None
-    ) -> None:
-        """Store one user's delta idempotently; ValueError if it holds another user's memory."""
+    def write_deltas(self, deltas: Sequence[UserDelta], plan_id: str | None = None) -> None:
+        """Store many users' deltas idempotently, one write per tier.
+
+        ValueError (before anything is written) if a delta holds another user's memory.
+        """
         ...
 
     def compact(self) -> None:

@@ -24,7 +24,7 @@ from memory_store.operations import (
     weakening,
 )
 from memory_store.rows import EventRecord
-from memory_store.store import MemoryStore, open_store
+from memory_store.store import DEFAULT_EVENT_LIMIT, MemoryStore, UserDelta, open_store
 from memory_store.tier_rows import change_id, chunk_from_row, chunk_schema, chunks_to_table
 from memory_store.tiers import Delta, UserSnapshot, apply_delta
 from tests.unit.fake_embedding import fake_embed
@@ -92,6 +92,18 @@ def lifecycle(
     return deltas
 
 
+def read_one(
+    store: MemoryStore, tenant: str, user_id: str, event_limit: int = DEFAULT_EVENT_LIMIT
+) -> UserSnapshot:
+    return store.read_snapshots([(tenant, user_id)], event_limit)[(tenant, user_id)]
+
+
+def write_one(
+    store: MemoryStore, tenant: str, user_id: str, delta: Delta, plan_id: str | None = None
+) -> None:
+    store.write_deltas([UserDelta(tenant, user_id, delta)], plan_id)
+
+
 def stored_changes(path: Path) -> list[dict[str, Any]]:
     db = lancedb.connect(str(path))
     if "changes" not in db.list_tables().tables:
@@ -101,7 +113,7 @@ def stored_changes(path: Path) -> list[dict[str, Any]]:
 
 
 def state(store: MemoryStore, path: Path, users: Sequence[tuple[str, str]]) -> Any:
-    return [store.read_snapshot(*u) for u in users], stored_changes(path)
+    return [read_one(store, *u) for u in users], stored_changes(path)
 
 
 def ingest(store: MemoryStore, events: Sequence[Interaction]) -> None:
@@ -113,21 +125,21 @@ def test_snapshot_round_trips_the_whole_lifecycle(tmp_path: Path) -> None:
     items = catalogue("acme")
     events = some_events("acme", "u1", 0, 20, T0)
     ingest(store, events)
-    snap = store.read_snapshot("acme", "u1")
+    snap = read_one(store, "acme", "u1")
     assert snap.events == tuple(events)
     for now in (T0 + DAY, T0 + 30 * DAY, T0 + 800 * DAY):
         for delta in lifecycle(snap, list(snap.events), items, now):
             expected = apply_delta(snap, delta)
-            store.write_delta("acme", "u1", delta)
-            snap = store.read_snapshot("acme", "u1")
+            write_one(store, "acme", "u1", delta)
+            snap = read_one(store, "acme", "u1")
             assert snap == expected
         more = some_events("acme", "u1", 20, 15, now)
         ingest(store, more)
-        snap = store.read_snapshot("acme", "u1")
+        snap = read_one(store, "acme", "u1")
     assert snap.profile is not None and not snap.chunks and len(snap.events) == 15
     store.compact()
-    assert store.read_snapshot("acme", "u1") == snap
-    assert [e.event_id for e in store.read_snapshot("acme", "u1", event_limit=3).events] == [
+    assert read_one(store, "acme", "u1") == snap
+    assert [e.event_id for e in read_one(store, "acme", "u1", event_limit=3).events] == [
         e.event_id for e in snap.events[-3:]
     ]
 
@@ -136,12 +148,12 @@ def test_applying_a_delta_twice_equals_once_and_logs_each_change_once(tmp_path: 
     store = open_store(str(tmp_path))
     items = catalogue("acme")
     ingest(store, some_events("acme", "u1", 0, 25, T0))
-    snap = store.read_snapshot("acme", "u1")
+    snap = read_one(store, "acme", "u1")
     written: set[str] = set()
     for delta in lifecycle(snap, list(snap.events), items, T0 + DAY):
-        store.write_delta("acme", "u1", delta, plan_id="plan-7")
+        write_one(store, "acme", "u1", delta, plan_id="plan-7")
         once = state(store, tmp_path, [("acme", "u1")])
-        store.write_delta("acme", "u1", delta, plan_id="plan-7")
+        write_one(store, "acme", "u1", delta, plan_id="plan-7")
         assert state(store, tmp_path, [("acme", "u1")]) == once
         written |= {change_id(r, r.plan_id or "plan-7") for r in delta.changes}
     rows = stored_changes(tmp_path)
@@ -153,15 +165,15 @@ def test_an_older_chunk_version_never_overwrites_a_newer_one(tmp_path: Path) -> 
     store = open_store(str(tmp_path))
     items = catalogue("acme")
     ingest(store, some_events("acme", "u1", 0, 10, T0))
-    snap = store.read_snapshot("acme", "u1")
+    snap = read_one(store, "acme", "u1")
     created = extraction(snap, snap.events, items, P, fake_embed)
-    store.write_delta("acme", "u1", created)
+    write_one(store, "acme", "u1", created)
     chunk = created.upserts[0]
     newer = replace(chunk, version=3, strength=0.9)
-    store.write_delta("acme", "u1", Delta(upserts=(newer,)))
-    store.write_delta("acme", "u1", Delta(upserts=(replace(chunk, version=2, strength=0.1),)))
-    store.write_delta("acme", "u1", created)
-    stored = store.read_snapshot("acme", "u1").chunk_index()[chunk.chunk_id]
+    write_one(store, "acme", "u1", Delta(upserts=(newer,)))
+    write_one(store, "acme", "u1", Delta(upserts=(replace(chunk, version=2, strength=0.1),)))
+    write_one(store, "acme", "u1", created)
+    stored = read_one(store, "acme", "u1").chunk_index()[chunk.chunk_id]
     assert stored == newer
 
 
@@ -169,15 +181,15 @@ def test_deletes_and_forgotten_events_take_effect(tmp_path: Path) -> None:
     store = open_store(str(tmp_path))
     items = catalogue("acme")
     ingest(store, some_events("acme", "u1", 0, 12, T0))
-    snap = store.read_snapshot("acme", "u1")
-    store.write_delta("acme", "u1", extraction(snap, snap.events, items, P, fake_embed))
-    snap = store.read_snapshot("acme", "u1")
+    snap = read_one(store, "acme", "u1")
+    write_one(store, "acme", "u1", extraction(snap, snap.events, items, P, fake_embed))
+    snap = read_one(store, "acme", "u1")
     assert snap.chunks
     gone = forgetting(snap, T0 + 800 * DAY, P)
     assert set(gone.deletes) == {c.chunk_id for c in snap.chunks}
     assert len(gone.forget_event_ids) == 12
-    store.write_delta("acme", "u1", gone)
-    after = store.read_snapshot("acme", "u1")
+    write_one(store, "acme", "u1", gone)
+    after = read_one(store, "acme", "u1")
     assert after == UserSnapshot("acme", "u1")
     assert store.count_events("acme") == 0
 
@@ -188,48 +200,48 @@ def test_tenants_and_users_never_see_each_others_rows(tmp_path: Path) -> None:
     first = {owner: 0 for owner in owners} | {("acme", "u2"): 100}  # ids are per tenant
     for tenant, user in owners:  # same item ids everywhere, same event ids across tenants
         ingest(store, some_events(tenant, user, first[(tenant, user)], 12, T0))
-    acme = store.read_snapshot("acme", "u1")
+    acme = read_one(store, "acme", "u1")
     acme_deltas = lifecycle(acme, list(acme.events), catalogue("acme"), T0 + DAY)
     for delta in acme_deltas:
-        store.write_delta("acme", "u1", delta)
-    acme = store.read_snapshot("acme", "u1")
+        write_one(store, "acme", "u1", delta)
+    acme = read_one(store, "acme", "u1")
     assert acme.chunks and acme.profile is not None
     for tenant, user in owners[1:]:
-        assert store.read_snapshot(tenant, user) == UserSnapshot(
+        assert read_one(store, tenant, user) == UserSnapshot(
             tenant, user, events=tuple(some_events(tenant, user, first[(tenant, user)], 12, T0))
         )
     before = state(store, tmp_path, owners)
     with pytest.raises(ValueError, match="another tenant or user"):
-        store.write_delta("globex", "u1", acme_deltas[0])
+        write_one(store, "globex", "u1", acme_deltas[0])
     with pytest.raises(ValueError, match="another tenant or user"):
-        store.write_delta("acme", "u2", acme_deltas[4])
+        write_one(store, "acme", "u2", acme_deltas[4])
     assert state(store, tmp_path, owners) == before
     # A forget aimed at globex with acme's event ids removes only globex's events.
-    store.write_delta("globex", "u1", Delta(forget_event_ids=("e0", "e1")))
-    assert len(store.read_snapshot("globex", "u1").events) == 10
-    assert store.read_snapshot("acme", "u1") == acme
+    write_one(store, "globex", "u1", Delta(forget_event_ids=("e0", "e1")))
+    assert len(read_one(store, "globex", "u1").events) == 10
+    assert read_one(store, "acme", "u1") == acme
 
 
 def test_unknown_user_has_an_empty_snapshot(tmp_path: Path) -> None:
     store = open_store(str(tmp_path))
-    assert store.read_snapshot("acme", "nobody") == UserSnapshot("acme", "nobody")
+    assert read_one(store, "acme", "nobody") == UserSnapshot("acme", "nobody")
     ingest(store, some_events("acme", "u1", 0, 5, T0))
-    snap = store.read_snapshot("acme", "u1")
-    store.write_delta("acme", "u1", extraction(snap, snap.events, catalogue("acme"), P, fake_embed))
+    snap = read_one(store, "acme", "u1")
+    write_one(store, "acme", "u1", extraction(snap, snap.events, catalogue("acme"), P, fake_embed))
     store.compact()
-    assert store.read_snapshot("acme", "nobody") == UserSnapshot("acme", "nobody")
-    assert store.read_snapshot("acme' OR '1'='1", "u1") == UserSnapshot("acme' OR '1'='1", "u1")
+    assert read_one(store, "acme", "nobody") == UserSnapshot("acme", "nobody")
+    assert read_one(store, "acme' OR '1'='1", "u1") == UserSnapshot("acme' OR '1'='1", "u1")
 
 
 def test_a_chunk_of_another_dimension_is_refused(tmp_path: Path) -> None:
     store = open_store(str(tmp_path))
     ingest(store, some_events("acme", "u1", 0, 5, T0))
-    snap = store.read_snapshot("acme", "u1")
+    snap = read_one(store, "acme", "u1")
     delta = extraction(snap, snap.events, catalogue("acme"), P, fake_embed)
-    store.write_delta("acme", "u1", delta)
+    write_one(store, "acme", "u1", delta)
     odd = replace(delta.upserts[0], embedding=(1.0, 0.0), version=9)
     with pytest.raises(ValueError, match="dimension"):
-        store.write_delta("acme", "u1", Delta(upserts=(odd,)))
+        write_one(store, "acme", "u1", Delta(upserts=(odd,)))
 
 
 def test_chunk_rows_round_trip_without_lancedb() -> None:
@@ -267,12 +279,52 @@ def test_any_lifecycle_delta_applied_twice_equals_once(
     path = tmp_path / hashlib.sha1(repr((events, days)).encode()).hexdigest()
     store = open_store(str(path))
     ingest(store, events)
-    snap = store.read_snapshot("acme", "u1")
+    snap = read_one(store, "acme", "u1")
     for delta in lifecycle(snap, events, catalogue("acme"), T0 + days * DAY):
         expected = apply_delta(snap, delta)
-        store.write_delta("acme", "u1", delta)
+        write_one(store, "acme", "u1", delta)
         once = state(store, path, [("acme", "u1")])
-        store.write_delta("acme", "u1", delta)
+        write_one(store, "acme", "u1", delta)
         assert state(store, path, [("acme", "u1")]) == once
-        snap = store.read_snapshot("acme", "u1")
+        snap = read_one(store, "acme", "u1")
         assert snap == expected
+
+
+def test_bulk_reads_and_writes_equal_one_user_at_a_time(tmp_path: Path) -> None:
+    bulk, single = open_store(str(tmp_path / "bulk")), open_store(str(tmp_path / "single"))
+    owners = [("acme", f"u{i}") for i in range(6)] + [("globex", "u1"), ("it's", "o'hara")]
+    items = {t: catalogue(t) for t in {"acme", "globex", "it's"}}
+    for store in (bulk, single):
+        for n, (tenant, user) in enumerate(owners):
+            ingest(store, some_events(tenant, user, 100 * n, 8 + n, T0))
+    snaps = bulk.read_snapshots(owners)
+    assert list(snaps) == owners
+    assert snaps == {o: read_one(single, *o) for o in owners}
+    for now in (T0 + DAY, T0 + 30 * DAY):
+        per_user = {o: lifecycle(snaps[o], list(snaps[o].events), items[o[0]], now) for o in owners}
+        for step in range(len(per_user[owners[0]])):
+            bulk.write_deltas([UserDelta(t, u, per_user[(t, u)][step]) for t, u in owners])
+            for t, u in owners:
+                write_one(single, t, u, per_user[(t, u)][step])
+        snaps = bulk.read_snapshots(owners)
+        assert snaps == single.read_snapshots(owners)
+    assert all(s.chunks and s.profile for s in snaps.values())
+
+
+def test_a_bulk_write_with_one_foreign_delta_writes_nothing(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    owners = [("acme", "u1"), ("acme", "u2")]
+    for n, (tenant, user) in enumerate(owners):
+        ingest(store, some_events(tenant, user, 100 * n, 10, T0))
+    snaps = store.read_snapshots(owners)
+    deltas = {
+        o: extraction(snaps[o], snaps[o].events, catalogue("acme"), P, fake_embed) for o in owners
+    }
+    with pytest.raises(ValueError, match="another tenant or user"):
+        store.write_deltas(
+            [
+                UserDelta("acme", "u1", deltas[("acme", "u1")]),
+                UserDelta("acme", "u1", deltas[("acme", "u2")]),
+            ]
+        )
+    assert store.read_snapshots(owners) == snaps
