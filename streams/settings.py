@@ -56,6 +56,20 @@ class Settings(BaseSettings):
     # Empty means every tenant is accepted.
     tenants: Annotated[frozenset[str], NoDecode] = frozenset()
 
+    # Memory-change notices (key tenant\x1fuser, value {"tenant", "user_id", "version"}):
+    # emitted after each stored batch, consumed by readers to invalidate their caches.
+    topic_changes: str = "memory.changes"
+    # The lifecycle: consolidation, forgetting and resynthesis for users touched since the
+    # last pass, every maintain_every_s (the fixed-interval baseline policy).
+    maintain_every_s: float = Field(default=30.0, gt=0)
+
+    # The read service: API key -> tenant, e.g. '{"k-acme": "acme"}' (JSON in the env var).
+    api_keys: dict[str, str] = Field(default_factory=dict)
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(default=8080, ge=0, le=65535)
+    # Users whose memory a reader keeps in its cache (least recently used go first).
+    reader_cache_users: int = Field(default=100_000, ge=0)
+
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     log_level: str = "WARNING"
 
@@ -70,6 +84,11 @@ class Settings(BaseSettings):
     def topic_dlq(self) -> str:
         """Dead letters of the interactions topic."""
         return f"{self.topic_interactions}.dlq"
+
+    @property
+    def topic_items_dlq(self) -> str:
+        """Dead letters of the items topic."""
+        return f"{self.topic_items}.dlq"
 
     def aiokafka_options(self) -> dict[str, Any]:
         """The same options in aiokafka's spelling (an SSL context instead of file names)."""

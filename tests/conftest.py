@@ -31,6 +31,7 @@ def settings(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Settin
         app_id=f"bs-test-{n}",
         topic_interactions=f"interactions-{n}",
         topic_items=f"items-{n}",
+        topic_changes=f"changes-{n}",
         lancedb_uri=str(tmp_path_factory.mktemp(f"lancedb-{n}")),
         batch_size=500,
         batch_seconds=0.2,

@@ -1,0 +1,174 @@
+"""The item catalogue: what extraction knows about the items users interact with.
+
+Items arrive on their own topic, independently of the interactions about them,
+so the catalogue is a table of its own (newest ``ts`` per tenant and item wins)
+with a small in-process cache: the writer asks for the same few thousand items
+in every batch, and a LanceDB point read costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any, Protocol
+
+import lancedb
+import pyarrow as pa
+from lancedb.index import BTree
+
+from memory_store.events import Item
+from memory_store.lance_tiers import create_keyed_table, quote
+
+__all__ = ["ITEM_SCHEMA", "ItemCatalogue", "LanceItemCatalogue", "open_catalogue"]
+
+ITEMS_TABLE = "items"
+ITEM_KEY = "item_key"
+_IDS_PER_QUERY = 1000
+
+ITEM_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_KEY, pa.string(), nullable=False),
+        pa.field("tenant", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("text", pa.string()),
+        pa.field("attributes", pa.string(), nullable=False),
+        pa.field("ts", pa.float64(), nullable=False),
+    ]
+)
+
+
+class ItemCatalogue(Protocol):
+    """Items by tenant and id; every read is filtered hard on the tenant."""
+
+    def write_items(self, items: Sequence[Item]) -> int:
+        """Store items, newest ``ts`` per (tenant, item id) winning; returns rows written."""
+        ...
+
+    def read_items(self, tenant: str, item_ids: Iterable[str]) -> dict[str, Item]:
+        """The known items among ``item_ids`` of this tenant (unknown ids are left out)."""
+        ...
+
+    def compact(self) -> None:
+        """Merge fragments and index the key; run by the single writer."""
+        ...
+
+
+def _key(tenant: str, item_id: str) -> str:
+    return f"{tenant}\x1f{item_id}"
+
+
+def _to_table(items: Sequence[Item]) -> pa.Table:
+    newest: dict[str, Item] = {}
+    for item in items:
+        key = _key(item.tenant, item.item_id)
+        if key not in newest or newest[key].ts <= item.ts:
+            newest[key] = item
+    rows = [
+        {
+            ITEM_KEY: key,
+            "tenant": i.tenant,
+            "item_id": i.item_id,
+            "title": i.title,
+            "text": i.text,
+            "attributes": json.dumps(i.attributes, sort_keys=True, default=str),
+            "ts": i.ts,
+        }
+        for key, i in newest.items()
+    ]
+    return pa.Table.from_pylist(rows, schema=ITEM_SCHEMA)
+
+
+def _from_row(row: dict[str, Any]) -> Item:
+    return Item(
+        tenant=row["tenant"],
+        item_id=row["item_id"],
+        title=row["title"],
+        text=row["text"],
+        attributes=json.loads(row["attributes"]),
+        ts=row["ts"],
+    )
+
+
+class LanceItemCatalogue:
+    """The catalogue on LanceDB; ``cache_ttl_s=None`` caches forever (for the single writer)."""
+
+    def __init__(
+        self,
+        uri: str,
+        cache_ttl_s: float | None = None,
+        cleanup_older_than: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self._db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
+        self._ttl = cache_ttl_s
+        self._cleanup_older_than = cleanup_older_than
+        self._table: Any = None
+        self._cache: dict[tuple[str, str], tuple[Item, float]] = {}
+        self._lock = threading.Lock()
+
+    def _open(self, create: bool) -> Any:
+        if self._table is None:
+            if ITEMS_TABLE in self._db.list_tables().tables:
+                self._table = self._db.open_table(ITEMS_TABLE)
+            elif create:
+                self._table = create_keyed_table(self._db, ITEMS_TABLE, ITEM_SCHEMA, ITEM_KEY)
+        return self._table
+
+    def write_items(self, items: Sequence[Item]) -> int:
+        if not items:
+            return 0
+        batch = _to_table(items)
+        with self._lock:
+            (
+                self._open(create=True)
+                .merge_insert(ITEM_KEY)
+                .when_matched_update_all(where="target.ts <= source.ts")
+                .when_not_matched_insert_all()
+                .execute(batch)
+            )
+            now = time.monotonic()
+            for item in map(_from_row, batch.to_pylist()):
+                cached = self._cache.get((item.tenant, item.item_id))
+                if cached is None or cached[0].ts <= item.ts:
+                    self._cache[(item.tenant, item.item_id)] = (item, now)
+        return batch.num_rows
+
+    def read_items(self, tenant: str, item_ids: Iterable[str]) -> dict[str, Item]:
+        now = time.monotonic()
+        found: dict[str, Item] = {}
+        missing: list[str] = []
+        for item_id in dict.fromkeys(item_ids):
+            cached = self._cache.get((tenant, item_id))
+            if cached is not None and (self._ttl is None or now - cached[1] < self._ttl):
+                found[item_id] = cached[0]
+            else:
+                missing.append(item_id)
+        table = self._open(create=False)
+        if not missing or table is None:
+            return found
+        for start in range(0, len(missing), _IDS_PER_QUERY):
+            ids = ", ".join(quote(i) for i in missing[start : start + _IDS_PER_QUERY])
+            where = f"tenant = {quote(tenant)} AND item_id IN ({ids})"
+            rows = table.search().where(where).limit(_IDS_PER_QUERY).to_arrow().to_pylist()
+            for item in map(_from_row, rows):
+                if item.tenant == tenant:
+                    found[item.item_id] = item
+                    self._cache[(tenant, item.item_id)] = (item, now)
+        return found
+
+    def compact(self) -> None:
+        with self._lock:
+            table = self._open(create=False)
+            if table is None or table.count_rows() == 0:
+                return
+            if ITEM_KEY not in {cfg.columns[0] for cfg in table.list_indices()}:
+                table.create_index(ITEM_KEY, config=BTree(), replace=True)
+            table.optimize(cleanup_older_than=self._cleanup_older_than)
+
+
+def open_catalogue(uri: str, cache_ttl_s: float | None = None) -> ItemCatalogue:
+    """The item catalogue stored beside the memory at ``uri``."""
+    return LanceItemCatalogue(uri, cache_ttl_s)
