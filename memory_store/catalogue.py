@@ -134,7 +134,7 @@ class LanceItemCatalogue:
                 cached = self._cache.get((item.tenant, item.item_id))
                 if cached is None or cached[0].ts <= item.ts:
                     self._cache[(item.tenant, item.item_id)] = (item, now)
-        return batch.num_rows
+        return int(batch.num_rows)
 
     def read_items(self, tenant: str, item_ids: Iterable[str]) -> dict[str, Item]:
         now = time.monotonic()
