@@ -1,0 +1,179 @@
+"""The memory keeper: everything the single writer of a set of users does to their memory.
+
+It stores a batch of events, absorbs them into the users' beliefs (one bulk
+read and one bulk write per tier for the whole batch), remembers which users
+changed so the scheduled maintenance pass visits only them, and says whose
+memory changed so readers can drop their cached copies. It knows no Kafka:
+the worker hands it validated events and publishes the notices it returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from memory_store.catalogue import ItemCatalogue
+from memory_store.change_notice import ChangeNotice
+from memory_store.events import Interaction, Item
+from memory_store.lifecycle import absorb, maintain
+from memory_store.operations import Embedder, LifecycleParams, Narrator
+from memory_store.rows import EventRecord
+from memory_store.store import MemoryStore, UserDelta, UserKey
+from memory_store.tiers import Delta, apply_delta
+
+__all__ = ["CachedEmbedder", "IngestResult", "MaintainResult", "MemoryKeeper"]
+
+# Users a maintenance pass reads and writes at once (one bulk read/write per tier).
+_MAINTAIN_SLICE = 500
+
+
+class CachedEmbedder:
+    """An embedder that remembers its last ``max_entries`` texts.
+
+    Extracted topics repeat across users ("Comedy", "1990s") and so do template
+    narratives, so most calls never reach the model.
+    """
+
+    def __init__(self, embed: Embedder, max_entries: int = 50_000) -> None:
+        self._embed = embed
+        self._max = max_entries
+        self._cache: OrderedDict[str, tuple[float, ...]] = OrderedDict()
+        self.calls = 0
+
+    def __call__(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            self.calls += 1
+            vectors = self._embed(missing)
+            if len(vectors) != len(missing):
+                raise ValueError(f"embedder returned {len(vectors)} vectors for {len(missing)}")
+            for text, vector in zip(missing, vectors, strict=True):
+                self._cache[text] = tuple(float(x) for x in vector)
+        out = []
+        for text in texts:
+            self._cache.move_to_end(text)
+            out.append(self._cache[text])
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    inserted: int
+    changed_users: int
+    notices: list[ChangeNotice] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class MaintainResult:
+    users: int
+    changed_users: int
+    notices: list[ChangeNotice] = field(default_factory=list)
+
+
+class MemoryKeeper:
+    """The single writer's lifecycle: ingest + absorb per batch, maintain on a schedule."""
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        catalogue: ItemCatalogue,
+        embed: Embedder,
+        params: LifecycleParams | None = None,
+        narrate: Narrator | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.catalogue = catalogue
+        self.embed = embed
+        self.params = params or LifecycleParams()
+        self.narrate = narrate
+        self._clock = clock
+        self._last_version = 0
+        # Users touched since the last maintenance pass, and each tenant's event-time watermark.
+        self._dirty: dict[UserKey, None] = {}
+        self.watermarks: dict[str, float] = {}
+
+    def _version(self) -> int:
+        """A memory version: wall-clock microseconds, strictly increasing in this process."""
+        self._last_version = max(self._last_version + 1, int(self._clock() * 1_000_000))
+        return self._last_version
+
+    def _notices(self, keys: Iterable[UserKey]) -> list[ChangeNotice]:
+        version = self._version()
+        return [ChangeNotice(t, u, version) for t, u in dict.fromkeys(keys)]
+
+    def _items_for(self, events: Iterable[Interaction]) -> dict[str, dict[str, Item]]:
+        """The catalogue entries the events refer to, per tenant (one read per tenant)."""
+        wanted: dict[str, set[str]] = {}
+        for ev in events:
+            wanted.setdefault(ev.tenant, set()).add(ev.item_id)
+        return {t: self.catalogue.read_items(t, ids) for t, ids in wanted.items()}
+
+    def add_items(self, items: Sequence[Item]) -> int:
+        return self.catalogue.write_items(items)
+
+    def ingest(self, records: Sequence[EventRecord], plan_id: str | None = None) -> IngestResult:
+        """Store events once, then absorb them into their users' beliefs."""
+        written = self.store.write_events(records)
+        by_user: dict[UserKey, list[Interaction]] = {}
+        for record in records:
+            ev = record.event
+            by_user.setdefault((ev.tenant, ev.user_id), []).append(ev)
+            if ev.ts > self.watermarks.get(ev.tenant, float("-inf")):
+                self.watermarks[ev.tenant] = ev.ts
+        if not by_user:
+            return IngestResult(written.inserted, 0)
+        items = self._items_for(r.event for r in records)
+        snapshots = self.store.read_snapshots(list(by_user), event_limit=0)
+        deltas = [
+            UserDelta(t, u, absorb(snapshots[(t, u)], evs, items.get(t, {}), self.params,
+                                   self.embed, plan_id))
+            for (t, u), evs in by_user.items()
+        ]  # fmt: skip
+        changed = [d for d in deltas if not d.delta.is_empty]
+        self.store.write_deltas(changed, plan_id)
+        self._dirty.update(dict.fromkeys(by_user))
+        return IngestResult(written.inserted, len(changed), self._notices(by_user))
+
+    @property
+    def pending_users(self) -> int:
+        return len(self._dirty)
+
+    def maintain(self, max_users: int | None = None, plan_id: str | None = None) -> MaintainResult:
+        """Consolidate, forget and resynthesise the users touched since the last pass.
+
+        Each user's stored events are absorbed again first (a no-op for counted
+        events), so items that arrived after their interactions still count.
+        """
+        keys = list(self._dirty)[: max_users if max_users is not None else None]
+        for key in keys:
+            del self._dirty[key]
+        notices: list[ChangeNotice] = []
+        changed_users = 0
+        for start in range(0, len(keys), _MAINTAIN_SLICE):
+            part = keys[start : start + _MAINTAIN_SLICE]
+            snapshots = self.store.read_snapshots(part, self.params.max_events_per_user * 2)
+            events = [e for s in snapshots.values() for e in s.events]
+            items = self._items_for(events)
+            deltas: list[UserDelta] = []
+            for (tenant, user_id), snap in snapshots.items():
+                now = self.watermarks.get(tenant, max((e.ts for e in snap.events), default=0.0))
+                absorbed = absorb(snap, snap.events, items.get(tenant, {}), self.params,
+                                  self.embed, plan_id)  # fmt: skip
+                kept = maintain(apply_delta(snap, absorbed), now, self.params, self.embed,
+                                self.narrate, plan_id)  # fmt: skip
+                delta = Delta.merge(absorbed, kept)
+                if not delta.is_empty:
+                    deltas.append(UserDelta(tenant, user_id, delta))
+            self.store.write_deltas(deltas, plan_id)
+            changed_users += len(deltas)
+            notices += self._notices((d.tenant, d.user_id) for d in deltas)
+        return MaintainResult(len(keys), changed_users, notices)
+
+    def compact(self) -> None:
+        self.store.compact()
+        self.catalogue.compact()

@@ -1,0 +1,77 @@
+"""The operations composed into the two passes a worker runs: absorb and maintain.
+
+*Absorb* runs right after a batch of events is stored: extraction, then
+reinforcement, then weakening, each on the memory the previous one produced,
+so one event is never counted twice. *Maintain* runs on a schedule (the fixed
+policy; the planner replaces it per user): consolidation, forgetting, then
+resynthesis when the profile's sources changed. Both are pure.
+
+Time is event time: "now" for decay and retention is the newest event time the
+caller has seen (its watermark), so a replayed history ages as it did live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from memory_store.events import Interaction, Item
+from memory_store.operations import (
+    Embedder,
+    LifecycleParams,
+    Narrator,
+    consolidation,
+    extraction,
+    forgetting,
+    reinforcement,
+    resynthesis,
+    top_chunks,
+    weakening,
+)
+from memory_store.tiers import Delta, UserSnapshot, apply_delta
+
+__all__ = ["absorb", "maintain", "profile_is_stale"]
+
+
+def absorb(
+    snapshot: UserSnapshot,
+    events: Iterable[Interaction],
+    items: Mapping[str, Item],
+    params: LifecycleParams,
+    embed: Embedder,
+    plan_id: str | None = None,
+) -> Delta:
+    """New events into beliefs: extraction, reinforcement and weakening, as one delta."""
+    batch = list(events)
+    created = extraction(snapshot, batch, items, params, embed, plan_id)
+    snapshot = apply_delta(snapshot, created)
+    agreed = reinforcement(snapshot, batch, items, params, plan_id)
+    snapshot = apply_delta(snapshot, agreed)
+    contradicted = weakening(snapshot, batch, items, params, plan_id)
+    return Delta.merge(created, agreed, contradicted)
+
+
+def profile_is_stale(snapshot: UserSnapshot, now: float, params: LifecycleParams) -> bool:
+    """Whether the profile was built from other chunks (or versions) than the current top-k."""
+    if snapshot.profile is None:
+        return True
+    sources = tuple((c.chunk_id, c.version) for c in top_chunks(snapshot, now, params))
+    return snapshot.profile.sources != sources
+
+
+def maintain(
+    snapshot: UserSnapshot,
+    now: float,
+    params: LifecycleParams,
+    embed: Embedder,
+    narrate: Narrator | None = None,
+    plan_id: str | None = None,
+) -> Delta:
+    """Consolidate near-duplicates, forget what decayed or expired, then refresh the profile."""
+    merged = consolidation(snapshot, params, plan_id)
+    snapshot = apply_delta(snapshot, merged)
+    forgotten = forgetting(snapshot, now, params, plan_id)
+    snapshot = apply_delta(snapshot, forgotten)
+    steps = [merged, forgotten]
+    if profile_is_stale(snapshot, now, params):
+        steps.append(resynthesis(snapshot, now, params, embed, narrate, plan_id))
+    return Delta.merge(*steps)

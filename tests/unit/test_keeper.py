@@ -1,0 +1,151 @@
+"""The lifecycle passes (absorb, maintain) and the keeper that runs them on real LanceDB."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memory_store.catalogue import open_catalogue
+from memory_store.events import Interaction, Item
+from memory_store.keeper import CachedEmbedder, MemoryKeeper
+from memory_store.lifecycle import absorb, maintain, profile_is_stale
+from memory_store.operations import extraction, reinforcement, weakening
+from memory_store.rows import EventRecord
+from memory_store.store import open_store
+from memory_store.tiers import Delta, UserSnapshot, apply_delta
+from tests.unit.fake_embedding import fake_embed
+from tests.unit.test_tier_store import DAY, KINDS, T0, P, catalogue, event, some_events
+
+OLD = 880_000_000.0  # 1997: MovieLens time, decades before the wall clock
+
+
+def keeper(path: Path, clock: float = 2e9) -> MemoryKeeper:
+    return MemoryKeeper(
+        open_store(str(path)), open_catalogue(str(path)), CachedEmbedder(fake_embed),
+        clock=lambda: clock,
+    )  # fmt: skip
+
+
+def records(events: Sequence[Interaction]) -> list[EventRecord]:
+    return [EventRecord(e, 0, n) for n, e in enumerate(events)]
+
+
+def snapshot(k: MemoryKeeper, tenant: str, user: str) -> UserSnapshot:
+    return k.store.read_snapshots([(tenant, user)])[(tenant, user)]
+
+
+def test_absorb_is_the_three_online_operations_in_order() -> None:
+    items = catalogue("acme")
+    events = some_events("acme", "u1", 0, 30, T0)
+    snap = UserSnapshot("acme", "u1")
+    expected = snap
+    for op in (
+        lambda s: extraction(s, events, items, P, fake_embed),
+        lambda s: reinforcement(s, events, items, P),
+        lambda s: weakening(s, events, items, P),
+    ):
+        expected = apply_delta(expected, op(expected))
+    after = apply_delta(snap, absorb(snap, events, items, P, fake_embed))
+    assert after == expected and after.chunks
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(KINDS), st.integers(0, 5), st.integers(0, 50)),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(1, 40),
+)
+def test_absorbing_any_replay_changes_nothing(raw: list[tuple[str, int, int]], cut: int) -> None:
+    events = [
+        event(n, "acme", "u1", kind, item, T0 + t * 3600) for n, (kind, item, t) in enumerate(raw)
+    ]
+    items = catalogue("acme")
+    snap = UserSnapshot("acme", "u1")
+    snap = apply_delta(snap, absorb(snap, events[:cut], items, P, fake_embed))
+    snap = apply_delta(snap, absorb(snap, events[cut:], items, P, fake_embed))
+    assert all(0.0 <= c.strength <= 1.0 for c in snap.chunks)
+    assert absorb(snap, events, items, P, fake_embed).is_empty
+    assert absorb(snap, events[: cut // 2], items, P, fake_embed) == Delta()
+
+
+def test_maintain_refreshes_the_profile_only_when_its_sources_changed() -> None:
+    items = catalogue("acme")
+    events = some_events("acme", "u1", 0, 20, T0)
+    snap = UserSnapshot("acme", "u1", events=tuple(events))
+    snap = apply_delta(snap, absorb(snap, events, items, P, fake_embed))
+    assert profile_is_stale(snap, T0 + DAY, P)
+    snap = apply_delta(snap, maintain(snap, T0 + DAY, P, fake_embed))
+    assert snap.profile is not None and snap.profile.version == 1
+    assert not profile_is_stale(snap, T0 + DAY, P)
+    assert maintain(snap, T0 + DAY, P, fake_embed).is_empty
+    # Years later every belief has decayed away and every event expired.
+    gone = apply_delta(snap, maintain(snap, T0 + 900 * DAY, P, fake_embed))
+    assert not gone.chunks and not gone.events
+    assert gone.profile is not None and gone.profile.version == 2
+
+
+def test_cached_embedder_calls_the_model_once_per_new_text() -> None:
+    seen: list[list[str]] = []
+
+    def model(texts: Sequence[str]) -> list[list[float]]:
+        seen.append(list(texts))
+        return fake_embed(texts)
+
+    embed = CachedEmbedder(model, max_entries=3)
+    assert embed(["a", "b", "a"]) == [tuple(v) for v in fake_embed(["a", "b", "a"])]
+    embed(["b", "c"])
+    embed(["d"])  # evicts "a", the least recently used
+    embed(["a"])
+    assert seen == [["a", "b"], ["c"], ["d"], ["a"]]
+
+
+def test_keeper_ingests_absorbs_and_replays_idempotently(tmp_path: Path) -> None:
+    k = keeper(tmp_path)
+    k.add_items(list(catalogue("acme").values()))
+    batch = records(some_events("acme", "u1", 0, 20, OLD) + some_events("acme", "u2", 100, 9, OLD))
+    first = k.ingest(batch)
+    assert first.inserted == 29 and first.changed_users == 2
+    assert {(n.tenant, n.user_id) for n in first.notices} == {("acme", "u1"), ("acme", "u2")}
+    before = snapshot(k, "acme", "u1")
+    assert before.chunks and len(before.events) == 20
+    again = k.ingest(batch)
+    assert again.inserted == 0 and again.changed_users == 0
+    assert snapshot(k, "acme", "u1") == before
+    assert min(n.version for n in again.notices) > max(n.version for n in first.notices)
+
+
+def test_maintenance_uses_event_time_and_counts_late_items(tmp_path: Path) -> None:
+    k = keeper(tmp_path)
+    k.ingest(records(some_events("acme", "u1", 0, 20, OLD)))  # items not known yet
+    assert not snapshot(k, "acme", "u1").chunks
+    k.add_items(list(catalogue("acme").values()))
+    result = k.maintain()
+    assert (result.users, result.changed_users) == (1, 1)
+    snap = snapshot(k, "acme", "u1")
+    # A wall clock in 2033 would have decayed 1997's beliefs to nothing and expired the events.
+    assert snap.chunks and len(snap.events) == 20
+    assert snap.profile is not None and snap.profile.narrative.startswith(("Enjoys", "Tends"))
+    assert k.maintain().users == 0  # nobody touched since
+
+
+def test_keeper_keeps_tenants_apart(tmp_path: Path) -> None:
+    k = keeper(tmp_path)
+    for tenant in ("acme", "globex"):
+        k.add_items(list(catalogue(tenant).values()))
+    k.ingest(records(some_events("acme", "u1", 0, 20, OLD)))
+    k.maintain()
+    assert snapshot(k, "acme", "u1").chunks
+    assert snapshot(k, "globex", "u1") == UserSnapshot("globex", "u1")
+    # globex's own catalogue differs: its user's beliefs come from globex items only.
+    k.add_items(
+        [Item(tenant="globex", item_id="i0", title="x", attributes={"genres": ["Jazz"]}, ts=1)]
+    )
+    k.ingest(records([event(0, "globex", "u1", "like", 0, OLD)]))
+    assert {c.topic for c in snapshot(k, "globex", "u1").chunks} == {"Jazz"}
+    assert "Jazz" not in {c.topic for c in snapshot(k, "acme", "u1").chunks}
