@@ -79,7 +79,19 @@ class LanceMemoryStore:
 
     def read_user(self, tenant: str, user_id: str, limit: int = 20) -> UserMemory:
         count, rows = self._user_events(tenant, user_id)
-        return UserMemory(tenant, user_id, count, rows[:limit])
+        chunks, profiles = self._tiers.read([(tenant, user_id)])
+        strongest = sorted(
+            chunks.get((tenant, user_id), []), key=lambda c: (-c.strength, c.chunk_id)
+        )
+        return UserMemory(
+            tenant,
+            user_id,
+            count,
+            rows[:limit],
+            strongest,
+            profiles.get((tenant, user_id)),
+            self._tiers.read_changes(tenant, user_id, limit),
+        )
 
     def read_snapshots(
         self, keys: Sequence[UserKey], event_limit: int = DEFAULT_EVENT_LIMIT

@@ -167,6 +167,15 @@ class LanceTiers:
                     profiles[key] = profile
         return chunks, profiles
 
+    def read_changes(self, tenant: str, user_id: str, limit: int) -> list[dict[str, Any]]:
+        """The user's latest ``limit`` change-log rows, newest first."""
+        table = self._open(CHANGES_TABLE)
+        if table is None or limit <= 0:
+            return []
+        rows = _rows(table, user_filter(tenant, user_id))
+        rows.sort(key=lambda r: (-r["written_at"], r["op"], r["chunk_id"] or "", r[CHANGE_KEY]))
+        return rows[:limit]
+
     def write_state(self, deltas: Sequence[tuple[str, str, Delta]]) -> None:
         """Chunk upserts, then deletes (a delete wins, as in tiers.apply_delta), then profiles.
 

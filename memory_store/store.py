@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from memory_store.rows import EventRecord
-from memory_store.tiers import Delta, UserSnapshot
+from memory_store.tiers import Delta, PreferenceChunk, Profile, UserSnapshot
 
 __all__ = [
     "DEFAULT_EVENT_LIMIT",
@@ -51,12 +51,18 @@ class WriteResult:
 
 @dataclass(frozen=True, slots=True)
 class UserMemory:
-    """One user's stored memory, newest events first."""
+    """One user's stored memory for people: all three tiers and the latest change-log rows.
+
+    Events and changes newest first, chunks strongest first.
+    """
 
     tenant: str
     user_id: str
     event_count: int
     recent_events: list[dict[str, Any]] = field(default_factory=list)
+    chunks: list[PreferenceChunk] = field(default_factory=list)
+    profile: Profile | None = None
+    recent_changes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class MemoryStore(Protocol):
@@ -67,7 +73,7 @@ class MemoryStore(Protocol):
         ...
 
     def read_user(self, tenant: str, user_id: str, limit: int = 20) -> UserMemory:
-        """A user's memory, filtered hard on tenant and user."""
+        """A user's memory (``limit`` events and changes), filtered hard on tenant and user."""
         ...
 
     def count_events(self, tenant: str | None = None) -> int:

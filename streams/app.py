@@ -1,4 +1,4 @@
-"""The worker: a Faust app whose ingest engine turns interactions into event memory.
+"""The worker: a Faust app whose ingest engine turns interactions into memory.
 
 Whatever the engine, a batch goes to the memory writer process, its dead
 letters go to the broker, and only then does the batch become committable, so
@@ -20,11 +20,12 @@ from typing import Any
 
 import faust
 
-from streams.batch import Consumed, dead_letter_headers
+from memory_store.change_notice import ChangeNotice, encode_notice
+from streams.batch import Consumed, DeadLetter, dead_letter_headers
 from streams.contract import Limits
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
-from streams.writer import BatchOutcome, MemoryWriter
+from streams.writer import BatchOutcome, MemoryWriter, Notice
 
 __all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
 
@@ -86,9 +87,15 @@ class IngestWorker:
         )
         self.writer = MemoryWriter(settings.lancedb_uri, limits)
         self._commits_since_compact = 0
+        self.stopping = False
         self.app = faust_app(settings)
-        self._dlq = self.app.topic(settings.topic_dlq, value_serializer="raw", key_serializer="raw")
+        self.app.on_before_shutdown.connect(self._on_before_shutdown)
+        self._dlq = self._raw_topic(settings.topic_dlq)
+        self._items_dlq = self._raw_topic(settings.topic_items_dlq)
+        self._changes = self._raw_topic(settings.topic_changes)
         self.app.timer(settings.compact_every_s)(self._compact_on_timer)
+        self.app.timer(settings.maintain_every_s)(self._maintain_on_timer)
+        self.app.agent(self._raw_topic(settings.topic_items), name="items")(self._consume_items)
         if settings.ingest_engine == "faust-agent":
             from streams.agent_engine import install_agent_engine
 
@@ -98,20 +105,38 @@ class IngestWorker:
 
             install_batch_engine(self)
 
-    async def handle(self, messages: list[Consumed]) -> BatchOutcome:
-        """Store a batch and deliver its dead letters; the caller then acks or commits."""
-        outcome = await asyncio.wrap_future(self.writer.write(messages))
-        self.metrics.batch_write_seconds.observe(outcome.write_seconds)
+    def _raw_topic(self, name: str) -> Any:
+        return self.app.topic(name, value_serializer="raw", key_serializer="raw")
+
+    async def _send_all(self, topic: Any, messages: list[tuple[Any, bytes, Any]]) -> None:
+        """Send (key, value, headers) messages and wait until the broker has them all."""
         deliveries = [
-            await self._dlq.send(
-                key=letter.source.key,
-                value=letter.source.value or b"",
-                headers=dead_letter_headers(letter),
-            )
-            for letter in outcome.dead
+            await topic.send(key=key, value=value, headers=headers)
+            for key, value, headers in messages
         ]
         if deliveries:
             await asyncio.gather(*deliveries)
+
+    async def _dead_letters(self, topic: Any, dead: list[DeadLetter]) -> None:
+        letters = [(d.source.key, d.source.value or b"", dead_letter_headers(d)) for d in dead]
+        await self._send_all(topic, letters)
+
+    async def _publish_notices(self, notices: list[Notice]) -> None:
+        """Tell readers whose memory changed; done before the batch may commit."""
+        messages = [(*encode_notice(ChangeNotice(*n)), None) for n in notices]
+        await self._send_all(self._changes, messages)
+        self.metrics.notices_sent.inc(len(messages))
+
+    async def handle(self, messages: list[Consumed]) -> BatchOutcome:
+        """Store and absorb a batch, deliver its dead letters and change notices.
+
+        The caller acks or commits only after this returns.
+        """
+        outcome = await asyncio.wrap_future(self.writer.write(messages))
+        self.metrics.batch_write_seconds.observe(outcome.write_seconds)
+        await self._dead_letters(self._dlq, outcome.dead)
+        await self._publish_notices(outcome.notices)
+        self.metrics.users_changed.labels("absorb").inc(outcome.changed_users)
         self.metrics.consumed.inc(outcome.consumed)
         self.metrics.batch_size.observe(outcome.consumed)
         for letter in outcome.dead:
@@ -143,14 +168,65 @@ class IngestWorker:
         if not done.cancelled() and (exc := done.exception()) is not None:
             self.die(exc)
 
+    async def _on_before_shutdown(
+        self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any
+    ) -> None:
+        self.stopping = True
+
     def die(self, exc: BaseException) -> None:
-        """End the process at once: nothing of the failed batch may be committed."""
+        """End the process at once: nothing of the failed batch may be committed.
+
+        During a graceful stop the producer goes away under the last batches;
+        they simply stay uncommitted and are replayed (idempotently) after restart.
+        """
+        if self.stopping:
+            log.warning(
+                "a batch was left uncommitted by the shutdown and will be replayed: %r", exc
+            )
+            return
         self.metrics.agent_alive.set(0)
         self.metrics.agent_crashes.inc()
         log.critical("ingest agent crashed; stopping the worker", exc_info=exc)
         for handler in logging.getLogger().handlers:
             handler.flush()
         os._exit(EXIT_AGENT_CRASHED)
+
+    async def _consume_items(self, stream: Any) -> None:
+        """The items agent: catalogue batches into the item table, bad ones to its dead letters."""
+        try:
+            async for events in stream.take_events(1000, self.settings.batch_seconds):
+                batch = list(events)
+                for event in batch:
+                    event.message.incref()
+                messages = [
+                    Consumed(m.topic, m.partition, m.offset, m.key, m.value)
+                    for m in (event.message for event in batch)
+                ]
+                outcome = await asyncio.wrap_future(self.writer.write_items(messages))
+                await self._dead_letters(self._items_dlq, outcome.dead)
+                for event in batch:
+                    event.ack()
+                self.metrics.items_stored.inc(outcome.stored)
+                for letter in outcome.dead:
+                    self.metrics.items_rejected.labels(letter.reason.value).inc()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self.die(exc)
+
+    async def _maintain_on_timer(self) -> None:
+        """The fixed-interval policy: maintain every user touched since the last pass."""
+        try:
+            outcome = await asyncio.wrap_future(self.writer.maintain())
+            await self._publish_notices(outcome.notices)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self.die(exc)
+        self.metrics.maintained_users.inc(outcome.users)
+        self.metrics.users_changed.labels("maintain").inc(outcome.changed_users)
+        self.metrics.maintain_seconds.observe(outcome.seconds)
+        self.metrics.maintain_pending.set(outcome.pending_users)
 
     async def _compact_on_timer(self) -> None:
         self._schedule_compaction()

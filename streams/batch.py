@@ -11,10 +11,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from memory_store.events import Item
 from memory_store.rows import EventRecord
-from streams.contract import Limits, Rejection, RejectReason, decode_interaction
+from streams.contract import Limits, Rejection, RejectReason, decode_interaction, decode_item
 
-__all__ = ["Consumed", "DeadLetter", "SplitBatch", "dead_letter_headers", "split_batch"]
+__all__ = [
+    "Consumed",
+    "DeadLetter",
+    "SplitBatch",
+    "dead_letter_headers",
+    "split_batch",
+    "split_items",
+]
 
 
 class Consumed(NamedTuple):
@@ -57,6 +65,21 @@ def split_batch(messages: Iterable[Consumed], now: float, limits: Limits) -> Spl
         else:
             out.records.append(EventRecord(decoded, msg.partition, msg.offset))
     return out
+
+
+def split_items(
+    messages: Iterable[Consumed], now: float, limits: Limits
+) -> tuple[list[Item], list[DeadLetter]]:
+    """Decode a batch of catalogue messages into items and dead letters, order kept."""
+    items: list[Item] = []
+    dead: list[DeadLetter] = []
+    for msg in messages:
+        decoded = decode_item(msg.value, now, limits)
+        if isinstance(decoded, Rejection):
+            dead.append(DeadLetter(msg, decoded.reason, decoded.detail))
+        else:
+            items.append(decoded)
+    return items, dead
 
 
 def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:

@@ -1,4 +1,4 @@
-"""Bytes off the wire to a validated interaction, or a rejection with a reason.
+"""Bytes off the wire to a validated interaction or item, or a rejection with a reason.
 
 Pure: no Kafka, no clock of its own. The reasons are a closed set because they
 label a metric and travel with each dead letter.
@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from pydantic import ValidationError
 
-from memory_store.events import Interaction
+from memory_store.events import Interaction, Item
 
-__all__ = ["Limits", "RejectReason", "Rejection", "decode_interaction"]
+__all__ = ["Limits", "RejectReason", "Rejection", "decode_interaction", "decode_item"]
+
+_Decoded = TypeVar("_Decoded", Interaction, Item)
 
 _ID_FIELDS = frozenset({"event_id", "tenant", "user_id", "item_id"})
 
@@ -51,12 +54,23 @@ class Limits:
 
 def decode_interaction(raw: bytes | None, now: float, limits: Limits) -> Interaction | Rejection:
     """Validate one message value; never raises on bad input."""
+    return _decode(Interaction, raw, now, limits)
+
+
+def decode_item(raw: bytes | None, now: float, limits: Limits) -> Item | Rejection:
+    """Validate one catalogue message (topic ``items``); never raises on bad input."""
+    return _decode(Item, raw, now, limits)
+
+
+def _decode(
+    model: type[_Decoded], raw: bytes | None, now: float, limits: Limits
+) -> _Decoded | Rejection:
     if raw is None:
         return Rejection(RejectReason.NOT_JSON, "empty message value")
     if len(raw) > limits.max_bytes:
         return Rejection(RejectReason.OVERSIZED, f"{len(raw)} bytes > {limits.max_bytes}")
     try:
-        event = Interaction.model_validate_json(raw)
+        event = model.model_validate_json(raw)
     except ValidationError as exc:
         return _classify(exc)
     if event.ts > now + limits.max_future_skew_s:

@@ -52,6 +52,7 @@ def run_demo(
                 app_id="beliefstream-demo",
                 lancedb_uri=str(root / "lancedb"),
                 metrics_port=free_port(),
+                maintain_every_s=2.0,
                 _env_file=None,  # type: ignore[call-arg]
             )
             console.print(
@@ -72,6 +73,8 @@ def run_demo(
                 f"[bold]{expected / elapsed:,.0f} events/s[/] "
                 "(replay → Kafka → worker → LanceDB, first event produced to last stored)"
             )
+            users = len({(e["tenant"], e["user_id"]) for e in data.interactions})
+            _wait_until_maintained(console, worker, users, timeout_s)
             user = _show_busiest_user(console, settings, data.interactions)
             if data_dir is not None:
                 console.print(
@@ -116,6 +119,23 @@ def _wait_until_stored(
                 break
             time.sleep(0.25)
     return stored
+
+
+def _wait_until_maintained(
+    console: Console, worker: WorkerProcess, users: int, timeout_s: float
+) -> None:
+    """Wait for the fixed-interval maintenance to have visited every user once."""
+    started = time.monotonic()
+    with console.status("consolidation, forgetting and resynthesis for every user"):
+        while time.monotonic() - started < timeout_s and worker.proc.poll() is None:
+            if worker.metric("beliefstream_maintained_users_total") >= users:
+                break
+            time.sleep(0.25)
+    console.print(
+        f"beliefs of {users} users maintained {time.monotonic() - started:.1f}s after the last "
+        f"event was stored; {worker.metric('beliefstream_change_notices_total'):,.0f} "
+        "change notices published for readers"
+    )
 
 
 def _show_busiest_user(

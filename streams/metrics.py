@@ -88,6 +88,41 @@ class WorkerMetrics:
             registry=r,
         )
 
+        self.items_stored = Counter(
+            f"{_NS}_items_stored", "Catalogue items stored from the items topic.", registry=r
+        )
+        self.items_rejected = Counter(
+            f"{_NS}_items_rejected",
+            "Items topic messages sent to its dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.users_changed = Counter(
+            f"{_NS}_users_changed",
+            "Users whose beliefs a pass changed, by pass (absorb after a batch, maintain).",
+            ["phase"],
+            registry=r,
+        )
+        self.maintained_users = Counter(
+            f"{_NS}_maintained_users", "Users visited by scheduled maintenance.", registry=r
+        )
+        self.maintain_seconds = Histogram(
+            f"{_NS}_maintain_seconds",
+            "Time of one maintenance pass (consolidation, forgetting, resynthesis).",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.maintain_pending = Gauge(
+            f"{_NS}_maintain_pending_users",
+            "Users touched since their last maintenance, after the last pass.",
+            registry=r,
+        )
+        self.notices_sent = Counter(
+            f"{_NS}_change_notices",
+            "Memory-change notices published for readers' caches.",
+            registry=r,
+        )
+
     def serve(self, port: int) -> None:
         """Expose ``/metrics`` over HTTP on all interfaces."""
         start_http_server(port, registry=self.registry)

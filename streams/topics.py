@@ -24,11 +24,13 @@ _CONFIGS = {"retention.ms": "604800000", "retention.bytes": "-1", "cleanup.polic
 def ensure_topics(
     settings: Settings, extra: dict[str, int] | None = None, timeout_s: float = 20.0
 ) -> None:
-    """Create interactions, its dead letters and items (plus ``extra`` name→partitions)."""
+    """Create interactions, items, their dead letters and the change notices (plus ``extra``)."""
     wanted = {
         settings.topic_interactions: settings.partitions,
         settings.topic_dlq: 1,
         settings.topic_items: settings.partitions,
+        settings.topic_items_dlq: 1,
+        settings.topic_changes: settings.partitions,
         **(extra or {}),
     }
     deadline = time.monotonic() + timeout_s

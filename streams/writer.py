@@ -1,10 +1,12 @@
-"""The memory writer: one child process that owns the store and does the per-event work.
+"""The memory writer: one child process that owns the memory and does the per-event work.
 
 Faust's own per-message machinery already takes most of one core in the
 worker's main process (see the ingest benchmark), so validation, the Arrow
 mapping and the LanceDB write run in a separate process rather than a thread:
 a thread would compete with Faust for the GIL. One process means one writer
-per table, so batch writes and compactions never race.
+per table, so batch writes, maintenance and compactions never race; the
+child runs the ``MemoryKeeper`` (store, absorb, maintain) and MiniLM, loaded on
+first use.
 """
 
 from __future__ import annotations
@@ -19,13 +21,19 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from memory_store.store import MemoryStore, open_store
-from streams.batch import Consumed, DeadLetter, split_batch
+from memory_store.catalogue import open_catalogue
+from memory_store.embedding import MiniLMEmbedder
+from memory_store.keeper import CachedEmbedder, MemoryKeeper
+from memory_store.store import open_store
+from streams.batch import Consumed, DeadLetter, split_batch, split_items
 from streams.contract import Limits
 
-__all__ = ["BatchOutcome", "MemoryWriter", "decode_and_write"]
+__all__ = ["BatchOutcome", "ItemsOutcome", "MaintainOutcome", "MemoryWriter", "decode_and_write"]
 
-_store: MemoryStore | None = None
+_keeper: MemoryKeeper | None = None
+
+Notice = tuple[str, str, int]
+"""(tenant, user_id, version) of a memory change, as a plain tuple for the process hop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +46,36 @@ class BatchOutcome:
     write_seconds: float
     dead: list[DeadLetter] = field(default_factory=list)
     positions: dict[int, int] = field(default_factory=dict)
+    changed_users: int = 0
+    notices: list[Notice] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemsOutcome:
+    """What happened to one batch of catalogue messages."""
+
+    stored: int
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class MaintainOutcome:
+    """One maintenance pass: users visited, users changed, and their change notices."""
+
+    users: int
+    changed_users: int
+    pending_users: int
+    seconds: float
+    notices: list[Notice] = field(default_factory=list)
 
 
 def decode_and_write(
-    store: MemoryStore, messages: Sequence[Consumed], now: float, limits: Limits
+    keeper: MemoryKeeper, messages: Sequence[Consumed], now: float, limits: Limits
 ) -> BatchOutcome:
-    """Validate a batch, store its good events once, and report the rest."""
+    """Validate a batch, store its good events once, absorb them, and report the rest."""
     split = split_batch(messages, now, limits)
     started = time.perf_counter()
-    result = store.write_events(split.records)
+    result = keeper.ingest(split.records)
     return BatchOutcome(
         consumed=len(messages),
         valid=len(split.records),
@@ -54,12 +83,15 @@ def decode_and_write(
         write_seconds=time.perf_counter() - started,
         dead=split.dead,
         positions=split.positions,
+        changed_users=result.changed_users,
+        notices=[(n.tenant, n.user_id, n.version) for n in result.notices],
     )
 
 
 def _open(uri: str) -> None:
-    global _store
-    _store = open_store(uri)
+    global _keeper
+    embedder = CachedEmbedder(MiniLMEmbedder())
+    _keeper = MemoryKeeper(open_store(uri), open_catalogue(uri), embedder)
     # Each batch allocates ~10 objects per event and keeps none: collect young
     # objects less often, and never rescan what start-up loaded (~15% per event).
     gc.freeze()
@@ -75,14 +107,35 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
+def _ready() -> MemoryKeeper:
+    assert _keeper is not None, "writer process not initialised"
+    return _keeper
+
+
 def _write(rows: list[tuple[Any, ...]], limits: Limits) -> BatchOutcome:
-    assert _store is not None, "writer process not initialised"
-    return decode_and_write(_store, list(map(Consumed._make, rows)), time.time(), limits)
+    return decode_and_write(_ready(), list(map(Consumed._make, rows)), time.time(), limits)
+
+
+def _write_items(rows: list[tuple[Any, ...]], limits: Limits) -> ItemsOutcome:
+    items, dead = split_items(list(map(Consumed._make, rows)), time.time(), limits)
+    return ItemsOutcome(_ready().add_items(items), dead)
+
+
+def _maintain(max_users: int | None) -> MaintainOutcome:
+    keeper = _ready()
+    started = time.perf_counter()
+    result = keeper.maintain(max_users)
+    return MaintainOutcome(
+        users=result.users,
+        changed_users=result.changed_users,
+        pending_users=keeper.pending_users,
+        seconds=time.perf_counter() - started,
+        notices=[(n.tenant, n.user_id, n.version) for n in result.notices],
+    )
 
 
 def _compact() -> None:
-    assert _store is not None, "writer process not initialised"
-    _store.compact()
+    _ready().compact()
 
 
 class MemoryWriter:
@@ -104,6 +157,12 @@ class MemoryWriter:
     def write(self, messages: list[Consumed]) -> Future[BatchOutcome]:
         # Plain tuples pickle ~3x faster than named tuples: this is most of the hand-over cost.
         return self._pool.submit(_write, list(map(tuple, messages)), self._limits)
+
+    def write_items(self, messages: list[Consumed]) -> Future[ItemsOutcome]:
+        return self._pool.submit(_write_items, list(map(tuple, messages)), self._limits)
+
+    def maintain(self, max_users: int | None = None) -> Future[MaintainOutcome]:
+        return self._pool.submit(_maintain, max_users)
 
     def compact(self) -> Future[None]:
         return self._pool.submit(_compact)

@@ -25,12 +25,15 @@ def interaction(i: int, tenant: str = "acme", users: int = 50) -> dict[str, Any]
     }
 
 
-def produce(settings: Settings, values: list[tuple[bytes, bytes]]) -> None:
-    """Produce (key, value) pairs with kafka-python and wait for every delivery."""
+def produce(
+    settings: Settings, values: list[tuple[bytes, bytes]], topic: str | None = None
+) -> None:
+    """Produce (key, value) pairs (to interactions by default) and wait for every delivery."""
     ensure_topics(settings)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    target = topic or settings.topic_interactions
     try:
-        futures = [producer.send(settings.topic_interactions, key=k, value=v) for k, v in values]
+        futures = [producer.send(target, key=k, value=v) for k, v in values]
         producer.flush()
         for fut in futures:
             fut.get(timeout=30)

@@ -1,0 +1,101 @@
+"""Items and interactions through the real broker into all three tiers, with change notices."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from memory_store.change_notice import decode_notice
+from memory_store.store import UserMemory, open_store
+from streams.settings import Settings
+from tests.integration.conftest import encode, produce, read_topic
+
+pytestmark = pytest.mark.integration
+
+GENRES = ["Comedy", "Drama", "Horror", "Sci-Fi", "Western"]
+
+
+def item(i: int, tenant: str = "acme") -> dict[str, Any]:
+    genres = [GENRES[i % 5]]
+    return {
+        "tenant": tenant,
+        "item_id": f"item-{i}",
+        "title": f"Film {i}",
+        "attributes": {"genres": genres, "year": 1990 + i % 10},
+        "ts": 1_600_000_000,
+    }
+
+
+def rating(n: int, user: int, item_no: int, value: float, tenant: str = "acme") -> dict[str, Any]:
+    return {
+        "event_id": f"ev-{n}",
+        "tenant": tenant,
+        "user_id": f"user-{user}",
+        "item_id": f"item-{item_no}",
+        "type": "rate",
+        "value": value,
+        "ts": 880_000_000 + n * 60,
+    }
+
+
+def memory(settings: Settings, user: str, tenant: str = "acme") -> UserMemory:
+    return open_store(settings.lancedb_uri).read_user(tenant, user, limit=50)
+
+
+def test_items_and_ratings_become_beliefs_profiles_and_notices(
+    settings: Settings, start_worker: Any
+) -> None:
+    settings = settings.model_copy(update={"maintain_every_s": 0.5})
+    items = [item(i) for i in range(40)] + [item(i, tenant="globex") for i in range(40)]
+    bad_item = {"tenant": "acme", "item_id": "x", "ts": 1}  # no title
+    produce(
+        settings,
+        [(i["item_id"].encode(), json.dumps(i).encode()) for i in items]
+        + [(b"x", json.dumps(bad_item).encode())],
+        topic=settings.topic_items,
+    )
+    # user-0 loves comedies (items 0, 5, 10, ...) and hates horror (2, 7, 12, ...).
+    events = [rating(n, 0, 5 * n % 40, 5.0) for n in range(8)]
+    events += [rating(100 + n, 0, (5 * n + 2) % 40, 1.0) for n in range(6)]
+    events += [rating(200 + n, 1, n, 4.0) for n in range(10)]
+    events += [dict(rating(n, 0, 5 * n % 40, 1.0), tenant="globex") for n in range(8)]
+    worker = start_worker(settings)
+    worker.wait_for(lambda: worker.metric("beliefstream_items_stored_total") >= len(items))
+    produce(settings, encode(events))
+
+    def maintained() -> bool:
+        mem = memory(settings, "user-0")
+        return mem.profile is not None and len(mem.chunks) > 0 and mem.event_count == 14
+
+    worker.wait_for(maintained, timeout=60)
+    mem = memory(settings, "user-0")
+    beliefs = {(c.facet, c.key): c for c in mem.chunks}
+    comedy, horror = beliefs[("genre", "comedy")], beliefs[("genre", "horror")]
+    assert comedy.polarity == "like" and comedy.evidence_count == 8
+    assert horror.polarity == "dislike" and horror.evidence_count == 6
+    assert comedy.strength > horror.strength > 0
+    assert mem.profile is not None and "Comedy" in mem.profile.narrative
+    ops = {row["op"] for row in mem.recent_changes}
+    assert {"extraction", "reinforcement", "resynthesis"} <= ops
+    assert all(row["event_ids"] for row in mem.recent_changes if row["op"] != "resynthesis")
+
+    # globex's user-0 rated the same item ids down: a separate memory, from globex's items.
+    other = memory(settings, "user-0", tenant="globex")
+    assert {(c.facet, c.key, c.polarity) for c in other.chunks} >= {("genre", "comedy", "dislike")}
+
+    notices = [decode_notice(r.value) for r in read_topic(settings, settings.topic_changes, 6)]
+    assert {(n.tenant, n.user_id) for n in notices if n} >= {("acme", "user-0"), ("acme", "user-1")}
+    dead = read_topic(settings, settings.topic_items_dlq, 1)
+    assert dict(dead[0].headers)["dlq.reason"] == b"missing_field"
+
+    # The same events again: counted once, so memory is unchanged.
+    consumed = worker.metric("beliefstream_events_consumed_total")
+    visited = worker.metric("beliefstream_maintained_users_total")
+    produce(settings, encode(events))
+    worker.wait_for(lambda: worker.metric("beliefstream_events_consumed_total") >= consumed * 2)
+    worker.wait_for(lambda: worker.metric("beliefstream_maintained_users_total") >= visited + 3)
+    again = memory(settings, "user-0")
+    assert again.chunks == mem.chunks and again.profile == mem.profile
+    assert worker.stop() == 0
