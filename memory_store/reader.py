@@ -1,0 +1,261 @@
+"""The ranker read API: a user's memory and the beliefs that match a query, from a cache.
+
+Rankers read the same users again and again between their changes, so each
+user's memory is kept in an LRU cache under the version of the last change
+notice heard for them, and dropped when a higher version is heard. A load
+is stamped with the version heard *before* it started, so a notice that
+arrives while it runs still makes the next read load again. The lock guards
+only the dictionaries, never a LanceDB read or an embedding call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from memory_store.catalogue import ItemCatalogue
+from memory_store.change_notice import ChangeNotice
+from memory_store.operations.extraction import Embedder, embed_all
+from memory_store.operations.params import LifecycleParams
+from memory_store.reader_views import (
+    NO_VERSION,
+    ChunkView,
+    EventView,
+    ProfileView,
+    ReaderStats,
+    ScoredChunk,
+    UnknownItemError,
+    UserMemoryView,
+    Vector,
+    check_k,
+    item_text,
+    unit_vector,
+)
+from memory_store.store import MemoryStore, UserKey
+from memory_store.tiers import PreferenceChunk, Profile, UserSnapshot
+
+__all__ = ["MemoryReader", "ReaderStats", "ScoredChunk", "UnknownItemError", "UserMemoryView"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One user's cached memory; ``matrix`` rows are unit chunk embeddings (chunk_id order)."""
+
+    version: int
+    chunks: tuple[PreferenceChunk, ...]
+    profile: Profile | None
+    events: tuple[EventView, ...]
+    matrix: Vector
+    strength: npt.NDArray[np.float64]
+    last_seen: npt.NDArray[np.float64]
+
+
+class MemoryReader:
+    """Cached, tenant-scoped reads of user memory for rankers; safe to share between threads."""
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        catalogue: ItemCatalogue | None,
+        embed: Embedder,
+        cache_users: int = 100_000,
+        event_limit: int = 50,
+        clock: Callable[[], float] = time.time,
+        *,
+        params: LifecycleParams | None = None,
+        dimension: int | None = None,
+        query_cache: int = 1024,
+    ) -> None:
+        if cache_users < 0 or event_limit < 0 or query_cache < 0:
+            raise ValueError("cache_users, event_limit and query_cache must be >= 0")
+        self._store, self._catalogue, self._embed = store, catalogue, embed
+        self._cache_users, self._event_limit, self._clock = cache_users, event_limit, clock
+        self._params = params or LifecycleParams()
+        self._dim = dimension
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[UserKey, _Entry] = OrderedDict()
+        # Versions heard per user, bounded: forgetting one only costs a needless reload.
+        self._heard: OrderedDict[UserKey, int] = OrderedDict()
+        self._heard_limit = cache_users + 10_000
+        self._queries: OrderedDict[str, Vector] = OrderedDict()
+        self._query_cache = query_cache
+        self._hits = self._misses = self._invalidations = 0
+        self._query_hits = self._query_misses = 0
+
+    def get_user_memory(self, tenant: str, user_id: str, k: int = 10) -> UserMemoryView:
+        """Profile, the ``k`` strongest chunks decayed to now (ties: chunk id), newest events."""
+        check_k(k)
+        entry = self._entry((tenant, user_id))
+        decayed = self._decayed(entry)
+        order = np.argsort(-decayed, kind="stable")[:k]
+        return UserMemoryView(
+            tenant=tenant,
+            user_id=user_id,
+            version=entry.version,
+            profile=None if entry.profile is None else ProfileView.of(entry.profile),
+            chunks=tuple(ChunkView.of(entry.chunks[i], float(decayed[i])) for i in order),
+            chunk_count=len(entry.chunks),
+            events=entry.events,
+        )
+
+    def retrieve(
+        self,
+        tenant: str,
+        user_id: str,
+        query: str | Sequence[float] | None = None,
+        item_ids: Sequence[str] | None = None,
+        k: int = 10,
+    ) -> list[ScoredChunk]:
+        """The ``k`` chunks best matching a text, a vector or items: cosine x decayed strength.
+
+        Exactly one of ``query`` (text or vector) and ``item_ids`` must be given;
+        ValueError (UnknownItemError for unknown items) says what is wrong.
+        """
+        check_k(k)
+        if (query is None) == (item_ids is None):
+            raise ValueError("give exactly one of query (text or embedding) or item_ids")
+        if isinstance(query, str):
+            if not query.strip():
+                raise ValueError("query text must not be empty")
+            vector = self._embed_texts([query])[0]
+        elif query is not None:
+            vector = unit_vector(query, self._dimension(), "query embedding")
+        else:
+            vector = self._items_vector(tenant, () if item_ids is None else item_ids)
+        entry = self._entry((tenant, user_id))
+        if not entry.chunks or k == 0:
+            return []
+        similarity = (entry.matrix @ vector).astype(np.float64)
+        decayed = self._decayed(entry)
+        scores = similarity * decayed
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [
+            ScoredChunk.of(entry.chunks[i], float(decayed[i]), float(similarity[i])) for i in order
+        ]
+
+    def invalidate(self, notice: ChangeNotice) -> None:
+        """Remember the highest version heard for the user; drop a cached entry below it."""
+        key = (notice.tenant, notice.user_id)
+        with self._lock:
+            self._heard[key] = max(notice.version, self._heard.get(key, NO_VERSION))
+            self._heard.move_to_end(key)
+            while len(self._heard) > self._heard_limit:
+                self._heard.popitem(last=False)
+            entry = self._entries.get(key)
+            if entry is not None and entry.version < notice.version:
+                del self._entries[key]
+                self._invalidations += 1
+
+    def clear(self) -> None:
+        """Drop every cached user: loads before the change feed was positioned may be stale."""
+        with self._lock:
+            self._entries.clear()
+
+    def stats(self) -> ReaderStats:
+        with self._lock:
+            return ReaderStats(
+                self._hits, self._misses, self._invalidations, len(self._entries),
+                self._query_hits, self._query_misses,
+            )  # fmt: skip
+
+    def _entry(self, key: UserKey) -> _Entry:
+        with self._lock:
+            heard = self._heard.get(key, NO_VERSION)
+            cached = self._entries.get(key)
+            if cached is not None and cached.version >= heard:
+                self._entries.move_to_end(key)
+                self._hits += 1
+                return cached
+            self._misses += 1
+        snapshot = self._store.read_snapshots([key], self._event_limit).get(key)
+        entry = self._build(key, snapshot or UserSnapshot(*key), heard)
+        with self._lock:
+            current = self._entries.get(key)
+            fresh = self._heard.get(key, NO_VERSION) <= heard
+            if self._cache_users and fresh and (current is None or current.version <= heard):
+                self._entries[key] = entry
+                self._entries.move_to_end(key)
+                while len(self._entries) > self._cache_users:
+                    self._entries.popitem(last=False)
+        return entry
+
+    def _build(self, key: UserKey, snap: UserSnapshot, version: int) -> _Entry:
+        owners = {(snap.tenant, snap.user_id)}
+        owners.update((c.tenant, c.user_id) for c in snap.chunks)
+        owners.update((e.tenant, e.user_id) for e in snap.events)
+        if snap.profile is not None:
+            owners.add((snap.profile.tenant, snap.profile.user_id))
+        if owners != {key}:
+            raise RuntimeError(f"store returned memory of another tenant or user for {key}")
+        dim = self._dimension()
+        matrix = np.zeros((len(snap.chunks), dim), dtype=np.float32)
+        for row, chunk in enumerate(snap.chunks):
+            try:
+                matrix[row] = unit_vector(chunk.embedding, dim, f"chunk {chunk.chunk_id}")
+            except ValueError as exc:  # a chunk embedded by another model never matches
+                log.warning("unusable chunk embedding: %s", exc)
+        newest = sorted(snap.events, key=lambda e: (e.ts, e.event_id), reverse=True)
+        return _Entry(
+            version=version,
+            chunks=snap.chunks,
+            profile=snap.profile,
+            events=tuple(EventView.of(e) for e in newest[: self._event_limit]),
+            matrix=matrix,
+            strength=np.array([c.strength for c in snap.chunks], dtype=np.float64),
+            last_seen=np.array([c.last_seen for c in snap.chunks], dtype=np.float64),
+        )
+
+    def _decayed(self, entry: _Entry) -> npt.NDArray[np.float64]:
+        """Each chunk's strength decayed from its last evidence to now (as effective_strength)."""
+        elapsed = self._clock() - entry.last_seen
+        factor = np.power(0.5, np.maximum(elapsed, 0.0) / self._params.half_life)
+        return np.asarray(entry.strength * factor, dtype=np.float64)
+
+    def _dimension(self) -> int:
+        if self._dim is None:
+            self._dim = len(embed_all(self._embed, ["dimension probe"])[0])
+        return self._dim
+
+    def _embed_texts(self, texts: Sequence[str]) -> list[Vector]:
+        """Unit vectors for ``texts``, through a small LRU (rankers repeat their queries)."""
+        found: dict[str, Vector] = {}
+        with self._lock:
+            for text in texts:
+                if text in self._queries:
+                    self._queries.move_to_end(text)
+                    found[text] = self._queries[text]
+            self._query_hits += len(found)
+            missing = [t for t in dict.fromkeys(texts) if t not in found]
+            self._query_misses += len(missing)
+        dim = self._dimension()
+        for text, vec in zip(missing, embed_all(self._embed, missing), strict=True):
+            found[text] = unit_vector(vec, dim, "embedder output")
+        with self._lock:
+            for text in missing:
+                self._queries[text] = found[text]
+            while len(self._queries) > self._query_cache:
+                self._queries.popitem(last=False)
+        return [found[t] for t in texts]
+
+    def _items_vector(self, tenant: str, item_ids: Sequence[str]) -> Vector:
+        if isinstance(item_ids, str) or not item_ids:
+            raise ValueError("item_ids must be a non-empty list of item ids")
+        if self._catalogue is None:
+            raise ValueError("retrieval by item ids needs an item catalogue")
+        wanted = list(dict.fromkeys(item_ids))
+        items = self._catalogue.read_items(tenant, wanted)
+        unknown = [i for i in wanted if i not in items or items[i].tenant != tenant]
+        if unknown:
+            raise UnknownItemError(tenant, unknown)
+        vectors = self._embed_texts([item_text(items[i]) for i in wanted])
+        mean = np.mean(np.stack(vectors), axis=0)
+        return unit_vector(mean, self._dimension(), "mean item embedding")

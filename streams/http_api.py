@@ -1,0 +1,217 @@
+"""The read service rankers call: a user's memory and the beliefs matching a query, over HTTP.
+
+Each API key belongs to one tenant, and a key can only read its own tenant's
+users. Handlers are plain ``def``: FastAPI runs them in its thread pool, so a
+LanceDB read or an embedding never blocks the event loop. ``serve`` wires the
+reader to the change feed, so the cache follows the workers' writes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Security
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from memory_store.reader import MemoryReader, UnknownItemError
+from streams.settings import Settings
+
+__all__ = [
+    "MAX_K",
+    "ChunkOut",
+    "EventOut",
+    "MemoryOut",
+    "ProfileOut",
+    "RetrieveIn",
+    "RetrieveOut",
+    "ScoredChunkOut",
+    "create_app",
+    "serve",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_K = 1000
+_MEMORY = "/v1/tenants/{tenant}/users/{user_id}/memory"
+_RETRIEVE = "/v1/tenants/{tenant}/users/{user_id}/retrieve"
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+
+class ProfileOut(_Out):
+    narrative: str
+    version: int
+    built_at: float
+    sources: int = Field(description="How many chunk versions the narrative was built from.")
+
+
+class ChunkOut(_Out):
+    chunk_id: str
+    facet: str
+    text: str
+    polarity: Literal["like", "dislike"]
+    strength: float = Field(description="Strength decayed to the time of the read.")
+    evidence_count: int
+    last_seen: float
+
+
+class EventOut(_Out):
+    event_id: str
+    item_id: str
+    type: str
+    value: float | None
+    ts: float
+
+
+class MemoryOut(_Out):
+    tenant: str
+    user_id: str
+    version: int = Field(description="Change version the memory was read at (-1: none heard).")
+    profile: ProfileOut | None
+    chunk_count: int = Field(description="All of the user's chunks, not only those returned.")
+    chunks: list[ChunkOut] = Field(description="The k strongest chunks, strongest first.")
+    events: list[EventOut] = Field(description="Recent events, newest first.")
+
+
+class ScoredChunkOut(ChunkOut):
+    similarity: float = Field(description="Cosine similarity to the query.")
+    score: float = Field(description="similarity x strength; chunks are sorted by it.")
+
+
+class RetrieveIn(BaseModel):
+    """Exactly one of ``query``, ``embedding`` and ``item_ids``, and how many chunks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str | None = Field(default=None, min_length=1, max_length=4096)
+    embedding: list[float] | None = Field(default=None, min_length=1, max_length=8192)
+    item_ids: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None, min_length=1, max_length=1000
+    )
+    k: int = Field(default=10, ge=0, le=MAX_K)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RetrieveIn:
+        given = [n for n in ("query", "embedding", "item_ids") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of query, embedding or item_ids (got {given or 'none'})"
+            )
+        return self
+
+
+class RetrieveOut(_Out):
+    tenant: str
+    user_id: str
+    chunks: list[ScoredChunkOut] = Field(description="Best matches first.")
+
+
+class HealthOut(_Out):
+    status: Literal["ok"] = "ok"
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "Missing or unknown X-API-Key."},
+    403: {"model": ErrorOut, "description": "The key belongs to another tenant."},
+}
+
+Id = Annotated[str, Path(min_length=1, max_length=256)]
+
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The tenant's API key.")
+
+
+def _authoriser(api_keys: Mapping[str, str]) -> Callable[..., Awaitable[None]]:
+    keys = [(key.encode(), tenant) for key, tenant in api_keys.items()]
+
+    async def authorise(tenant: Id, key: Annotated[str | None, Security(_api_key)]) -> None:
+        given = (key or "").encode()
+        owner = None
+        for known, known_tenant in keys:  # every key compared, in constant time
+            if hmac.compare_digest(known, given):
+                owner = known_tenant
+        if not key or owner is None:
+            raise HTTPException(401, "missing or unknown X-API-Key")
+        if owner != tenant:
+            raise HTTPException(403, f"this API key may not read tenant {tenant!r}")
+
+    return authorise
+
+
+def create_app(reader: MemoryReader, api_keys: Mapping[str, str]) -> FastAPI:
+    """The read API over ``reader``; ``api_keys`` maps each key to the tenant it may read."""
+    app = FastAPI(title="beliefstream memory", version="1")
+    guard = [Depends(_authoriser(dict(api_keys)))]
+
+    @app.get("/healthz", response_model=HealthOut)
+    async def healthz() -> HealthOut:
+        return HealthOut()
+
+    @app.get(_MEMORY, response_model=MemoryOut, dependencies=guard, responses=_ERRORS)
+    def memory(tenant: Id, user_id: Id, k: Annotated[int, Query(ge=0, le=MAX_K)] = 10) -> MemoryOut:
+        """Profile, the k strongest beliefs (decayed to now) and recent events."""
+        return MemoryOut.model_validate(reader.get_user_memory(tenant, user_id, k))
+
+    @app.post(
+        _RETRIEVE,
+        response_model=RetrieveOut,
+        dependencies=guard,
+        responses={**_ERRORS, 404: {"model": ErrorOut, "description": "Unknown item ids."}},
+    )
+    def retrieve(tenant: Id, user_id: Id, body: RetrieveIn) -> RetrieveOut:
+        """The k beliefs best matching a text, an embedding or items (cosine x strength)."""
+        query = body.query if body.query is not None else body.embedding
+        try:
+            found = reader.retrieve(tenant, user_id, query, body.item_ids, body.k)
+        except UnknownItemError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        chunks = [ScoredChunkOut.model_validate(c) for c in found]
+        return RetrieveOut(tenant=tenant, user_id=user_id, chunks=chunks)
+
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Serve the read API until interrupted, its cache invalidated by the change feed."""
+    import uvicorn
+
+    from memory_store.catalogue import open_catalogue
+    from memory_store.embedding import DIMENSION, MiniLMEmbedder
+    from memory_store.store import open_store
+    from streams.change_feed import ChangeFeed
+
+    logging.basicConfig(level=settings.log_level)
+    if not settings.api_keys:
+        log.warning("no API keys configured (BELIEFSTREAM_API_KEYS): every request gets 401")
+    embedder = MiniLMEmbedder()
+    embedder(["warm up"])  # load the model now, not in the first request (seconds)
+    reader = MemoryReader(
+        open_store(settings.lancedb_uri),
+        open_catalogue(settings.lancedb_uri, cache_ttl_s=60),
+        embedder,
+        cache_users=settings.reader_cache_users,
+        dimension=DIMENSION,
+    )
+    # Users cached before the feed is positioned are dropped once it is.
+    feed = ChangeFeed(settings, reader.invalidate, on_ready=reader.clear)
+    feed.start()
+    try:  # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown: the daemon feed dies
+        uvicorn.run(
+            create_app(reader, settings.api_keys),
+            host=settings.serve_host,
+            port=settings.serve_port,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        feed.stop()

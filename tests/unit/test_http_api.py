@@ -1,0 +1,197 @@
+"""The HTTP read API: keys scoped to tenants, validation, happy paths and the OpenAPI document."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory_store.catalogue import open_catalogue
+from memory_store.events import Item
+from memory_store.reader import MemoryReader
+from memory_store.rows import EventRecord
+from memory_store.store import UserDelta, open_store
+from memory_store.tiers import Delta, Profile
+from streams.http_api import create_app
+from tests.unit.fake_embedding import fake_embed
+from tests.unit.test_reader import NOW, chunk, interaction
+
+with warnings.catch_warnings():  # starlette would rather test with httpx2, not in the lock
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
+
+KEYS = {"k-acme": "acme", "k-globex": "globex"}
+ACME = {"X-API-Key": "k-acme"}
+MEMORY = "/v1/tenants/{}/users/{}/memory"
+RETRIEVE = "/v1/tenants/{}/users/{}/retrieve"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> TestClient:
+    store = open_store(str(tmp_path))
+    profile = Profile("acme", "u1", "Enjoys Comedy.", (1.0,), 2, (("c", 1),), NOW)
+    upserts = (chunk("acme", "u1", "comedy", 0.6), chunk("acme", "u1", "drama", 0.4))
+    store.write_deltas(
+        [
+            UserDelta("acme", "u1", Delta(upserts=upserts, profile=profile)),
+            UserDelta("globex", "u1", Delta(upserts=(chunk("globex", "u1", "horror", 0.9),))),
+        ]
+    )
+    store.write_events([EventRecord(interaction(n, "acme", "u1", NOW - 10 + n)) for n in range(3)])
+    catalogue = open_catalogue(str(tmp_path))
+    catalogue.write_items(
+        [Item(tenant="acme", item_id="film", title="Film", attributes={"genres": "Drama"}, ts=0)]
+    )
+    reader = MemoryReader(store, catalogue, fake_embed, clock=lambda: NOW)
+    return TestClient(create_app(reader, KEYS))
+
+
+def test_health_needs_no_key(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": ""}, {"X-API-Key": "k-nope"}])
+def test_a_missing_or_unknown_key_is_401(client: TestClient, headers: dict[str, str]) -> None:
+    for response in (
+        client.get(MEMORY.format("acme", "u1"), headers=headers),
+        client.post(RETRIEVE.format("acme", "u1"), headers=headers, json={"query": "Comedy"}),
+    ):
+        assert response.status_code == 401
+        assert response.json() == {"detail": "missing or unknown X-API-Key"}
+
+
+def test_a_key_of_another_tenant_is_403_and_reads_nothing(client: TestClient) -> None:
+    globex = {"X-API-Key": "k-globex"}
+    for response in (
+        client.get(MEMORY.format("acme", "u1"), headers=globex),
+        client.post(RETRIEVE.format("acme", "u1"), headers=globex, json={"query": "Comedy"}),
+    ):
+        assert response.status_code == 403
+        assert "may not read tenant 'acme'" in response.json()["detail"]
+        assert "Comedy" not in response.text
+    own = client.get(MEMORY.format("globex", "u1"), headers=globex).json()
+    assert [c["text"] for c in own["chunks"]] == ["likes Horror"]
+
+
+def test_memory_returns_profile_chunks_and_events(client: TestClient) -> None:
+    response = client.get(MEMORY.format("acme", "u1"), params={"k": 1}, headers=ACME)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["tenant"], body["user_id"], body["version"], body["chunk_count"]) == (
+        "acme",
+        "u1",
+        -1,
+        2,
+    )
+    assert body["profile"] == {
+        "narrative": "Enjoys Comedy.",
+        "version": 2,
+        "built_at": NOW,
+        "sources": 1,
+    }
+    assert [(c["text"], c["polarity"]) for c in body["chunks"]] == [("likes Comedy", "like")]
+    assert body["chunks"][0]["strength"] == pytest.approx(0.6)
+    assert [e["event_id"] for e in body["events"]] == ["e2", "e1", "e0"]
+    assert body["events"][0] == {
+        "event_id": "e2",
+        "item_id": "i2",
+        "type": "like",
+        "value": None,
+        "ts": NOW - 8,
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"query": "Drama"},
+        {"embedding": fake_embed(["Drama"])[0]},
+        {"item_ids": ["film"], "k": 5},
+    ],
+)
+def test_retrieve_by_text_embedding_or_items(client: TestClient, body: dict[str, Any]) -> None:
+    response = client.post(RETRIEVE.format("acme", "u1"), headers=ACME, json=body)
+    assert response.status_code == 200, response.text
+    chunks = response.json()["chunks"]
+    assert {c["text"] for c in chunks} == {"likes Comedy", "likes Drama"}
+    scores = [c["score"] for c in chunks]
+    assert scores == sorted(scores, reverse=True)
+    if "item_ids" not in body:  # fake embeddings: only the same text is similar
+        assert chunks[0]["text"] == "likes Drama"
+        assert chunks[0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("k", ["-1", "1001", "ten"])
+def test_a_bad_k_is_422(client: TestClient, k: str) -> None:
+    response = client.get(MEMORY.format("acme", "u1"), params={"k": k}, headers=ACME)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "k"]
+    bad = client.post(RETRIEVE.format("acme", "u1"), headers=ACME, json={"query": "Drama", "k": k})
+    assert bad.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"query": "Drama", "item_ids": ["film"]}, "exactly one of"),
+        ({"query": "Drama", "embedding": [1.0]}, "exactly one of"),
+        ({"k": 3}, "exactly one of"),
+        ({"query": ""}, "at least 1 character"),
+        ({"item_ids": []}, "at least 1 item"),
+        ({"query": "Drama", "colour": "red"}, "Extra inputs are not permitted"),
+        ({"embedding": ["x"]}, "valid number"),
+    ],
+)
+def test_a_bad_body_is_422_with_a_clear_message(
+    client: TestClient, body: dict[str, Any], message: str
+) -> None:
+    response = client.post(RETRIEVE.format("acme", "u1"), headers=ACME, json=body)
+    assert response.status_code == 422
+    assert message in response.text
+
+
+def test_a_malformed_json_body_is_422(client: TestClient) -> None:
+    response = client.post(
+        RETRIEVE.format("acme", "u1"),
+        headers={**ACME, "Content-Type": "application/json"},
+        content=b"{not json",
+    )
+    assert response.status_code == 422
+
+
+def test_a_wrong_embedding_dimension_is_422(client: TestClient) -> None:
+    response = client.post(
+        RETRIEVE.format("acme", "u1"), headers=ACME, json={"embedding": [0.5, 0.5]}
+    )
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "query embedding has 2 dimensions; the embedding dimension is 8"
+    }
+
+
+def test_unknown_items_are_404_and_name_the_items(client: TestClient) -> None:
+    response = client.post(
+        RETRIEVE.format("acme", "u1"), headers=ACME, json={"item_ids": ["film", "ghost"]}
+    )
+    assert response.status_code == 404
+    assert response.json() == {"detail": "unknown item id(s) for tenant 'acme': 'ghost'"}
+
+
+def test_openapi_documents_both_paths_and_their_models(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    memory = spec["paths"]["/v1/tenants/{tenant}/users/{user_id}/memory"]["get"]
+    retrieve = spec["paths"]["/v1/tenants/{tenant}/users/{user_id}/retrieve"]["post"]
+    assert memory["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/MemoryOut"
+    }
+    assert {"401", "403", "422"} <= set(memory["responses"])
+    assert {"401", "403", "404", "422"} <= set(retrieve["responses"])
+    assert retrieve["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RetrieveIn"
+    }
+    assert {"MemoryOut", "RetrieveIn", "RetrieveOut", "ScoredChunkOut"} <= set(
+        spec["components"]["schemas"]
+    )
+    assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
