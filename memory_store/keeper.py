@@ -21,7 +21,7 @@ from memory_store.lifecycle import absorb, maintain
 from memory_store.operations import Embedder, LifecycleParams, Narrator
 from memory_store.rows import EventRecord
 from memory_store.store import MemoryStore, UserDelta, UserKey
-from memory_store.tiers import Delta, apply_delta
+from memory_store.tiers import Delta, UserSnapshot, apply_delta
 
 __all__ = ["CachedEmbedder", "IngestResult", "MaintainResult", "MemoryKeeper"]
 
@@ -41,6 +41,20 @@ class CachedEmbedder:
         self._max = max_entries
         self._cache: OrderedDict[str, tuple[float, ...]] = OrderedDict()
         self.calls = 0
+
+    def dry_run(self) -> tuple[Embedder, list[str]]:
+        """An embedder that only notes what it is asked (cached vectors, else empty ones).
+
+        Running a pass with it first, then ``self(noted)`` once, turns a model call
+        per user into one batched call per pass.
+        """
+        noted: list[str] = []
+
+        def note(texts: Sequence[str]) -> list[tuple[float, ...]]:
+            noted.extend(t for t in texts if t not in self._cache)
+            return [self._cache.get(t, ()) for t in texts]
+
+        return note, noted
 
     def __call__(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
@@ -95,6 +109,8 @@ class MemoryKeeper:
         self._last_version = 0
         # Users touched since the last maintenance pass, and each tenant's event-time watermark.
         self._dirty: dict[UserKey, None] = {}
+        # Users with events whose item was not in the catalogue yet: maintenance re-reads them.
+        self._unresolved: set[UserKey] = set()
         self.watermarks: dict[str, float] = {}
 
     def _version(self) -> int:
@@ -128,6 +144,11 @@ class MemoryKeeper:
         if not by_user:
             return IngestResult(written.inserted, 0)
         items = self._items_for(r.event for r in records)
+        self._unresolved.update(
+            key
+            for key, evs in by_user.items()
+            if any(e.item_id not in items.get(e.tenant, {}) for e in evs)
+        )
         snapshots = self.store.read_snapshots(list(by_user), event_limit=0)
         deltas = [
             UserDelta(t, u, absorb(snapshots[(t, u)], evs, items.get(t, {}), self.params,
@@ -146,8 +167,9 @@ class MemoryKeeper:
     def maintain(self, max_users: int | None = None, plan_id: str | None = None) -> MaintainResult:
         """Consolidate, forget and resynthesise the users touched since the last pass.
 
-        Each user's stored events are absorbed again first (a no-op for counted
-        events), so items that arrived after their interactions still count.
+        Users who had events about items not yet in the catalogue get all their
+        stored events absorbed again first (a no-op for counted events), so items
+        that arrived after their interactions still count.
         """
         keys = list(self._dirty)[: max_users if max_users is not None else None]
         for key in keys:
@@ -157,22 +179,45 @@ class MemoryKeeper:
         for start in range(0, len(keys), _MAINTAIN_SLICE):
             part = keys[start : start + _MAINTAIN_SLICE]
             snapshots = self.store.read_snapshots(part, self.params.max_events_per_user * 2)
-            events = [e for s in snapshots.values() for e in s.events]
+            events = [e for key in part if key in self._unresolved for e in snapshots[key].events]
             items = self._items_for(events)
-            deltas: list[UserDelta] = []
-            for (tenant, user_id), snap in snapshots.items():
-                now = self.watermarks.get(tenant, max((e.ts for e in snap.events), default=0.0))
-                absorbed = absorb(snap, snap.events, items.get(tenant, {}), self.params,
-                                  self.embed, plan_id)  # fmt: skip
-                kept = maintain(apply_delta(snap, absorbed), now, self.params, self.embed,
-                                self.narrate, plan_id)  # fmt: skip
-                delta = Delta.merge(absorbed, kept)
-                if not delta.is_empty:
-                    deltas.append(UserDelta(tenant, user_id, delta))
+            if isinstance(self.embed, CachedEmbedder):
+                probe, noted = self.embed.dry_run()
+                self._maintained(snapshots, items, probe, plan_id)
+                self.embed(noted)
+            deltas = self._maintained(snapshots, items, self.embed, plan_id)
             self.store.write_deltas(deltas, plan_id)
+            self._unresolved.difference_update(
+                key
+                for key in part
+                if all(e.item_id in items.get(key[0], {}) for e in snapshots[key].events)
+            )
             changed_users += len(deltas)
             notices += self._notices((d.tenant, d.user_id) for d in deltas)
         return MaintainResult(len(keys), changed_users, notices)
+
+    def _maintained(
+        self,
+        snapshots: dict[UserKey, UserSnapshot],
+        items: dict[str, dict[str, Item]],
+        embed: Embedder,
+        plan_id: str | None,
+    ) -> list[UserDelta]:
+        """Each user's absorb-again + maintain delta; only the non-empty ones."""
+        deltas: list[UserDelta] = []
+        for (tenant, user_id), snap in snapshots.items():
+            now = self.watermarks.get(tenant, max((e.ts for e in snap.events), default=0.0))
+            absorbed = Delta()
+            if (tenant, user_id) in self._unresolved:
+                known = items.get(tenant, {})
+                absorbed = absorb(snap, snap.events, known, self.params, embed, plan_id)
+            kept = maintain(
+                apply_delta(snap, absorbed), now, self.params, embed, self.narrate, plan_id
+            )
+            delta = Delta.merge(absorbed, kept)
+            if not delta.is_empty:
+                deltas.append(UserDelta(tenant, user_id, delta))
+        return deltas
 
     def compact(self) -> None:
         self.store.compact()

@@ -32,7 +32,7 @@ from memory_store.tier_rows import (
     profile_from_row,
     profiles_to_table,
 )
-from memory_store.tiers import Delta, PreferenceChunk, Profile
+from memory_store.tiers import Delta, Operation, PreferenceChunk, Profile
 
 __all__ = [
     "CHANGES_TABLE",
@@ -56,6 +56,7 @@ _INDEXED = {
 }
 _NEWER = "target.version < source.version"
 _USERS_PER_QUERY = 500
+_OP_ORDER = {op.value: n for n, op in enumerate(Operation)}
 
 
 def create_keyed_table(db: Any, name: str, schema: pa.Schema, key: str) -> Any:
@@ -173,7 +174,8 @@ class LanceTiers:
         if table is None or limit <= 0:
             return []
         rows = _rows(table, user_filter(tenant, user_id))
-        rows.sort(key=lambda r: (-r["written_at"], r["op"], r["chunk_id"] or "", r[CHANGE_KEY]))
+        # One write applies its operations in lifecycle order: the later operation is newer.
+        rows.sort(key=lambda r: (-r["written_at"], -_OP_ORDER.get(r["op"], 0), r["chunk_id"] or ""))
         return rows[:limit]
 
     def write_state(self, deltas: Sequence[tuple[str, str, Delta]]) -> None:

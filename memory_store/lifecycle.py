@@ -27,6 +27,7 @@ from memory_store.operations import (
     top_chunks,
     weakening,
 )
+from memory_store.signals import facet_evidence
 from memory_store.tiers import Delta, UserSnapshot, apply_delta
 
 __all__ = ["absorb", "maintain", "profile_is_stale"]
@@ -42,11 +43,13 @@ def absorb(
 ) -> Delta:
     """New events into beliefs: extraction, reinforcement and weakening, as one delta."""
     batch = list(events)
-    created = extraction(snapshot, batch, items, params, embed, plan_id)
+    # Read the events as evidence once, for this snapshot's user only, and share it.
+    ev = facet_evidence(snapshot.tenant, snapshot.user_id, batch, items, params.min_weight)
+    created = extraction(snapshot, batch, items, params, embed, plan_id, evidence=ev)
     snapshot = apply_delta(snapshot, created)
-    agreed = reinforcement(snapshot, batch, items, params, plan_id)
+    agreed = reinforcement(snapshot, batch, items, params, plan_id, evidence=ev)
     snapshot = apply_delta(snapshot, agreed)
-    contradicted = weakening(snapshot, batch, items, params, plan_id)
+    contradicted = weakening(snapshot, batch, items, params, plan_id, evidence=ev)
     return Delta.merge(created, agreed, contradicted)
 
 

@@ -79,6 +79,23 @@ def _decade(raw: Any) -> int | None:
     return None
 
 
+# item_facets per item object: the same catalogue objects recur in every batch, and each
+# event is read by three operations. The item is kept in the entry so its id stays valid.
+_FACETS: dict[int, tuple[Item, list[tuple[str, str, str]]]] = {}
+_FACETS_MAX = 200_000
+
+
+def _cached_facets(item: Item) -> list[tuple[str, str, str]]:
+    hit = _FACETS.get(id(item))
+    if hit is not None and hit[0] is item:
+        return hit[1]
+    if len(_FACETS) >= _FACETS_MAX:
+        _FACETS.clear()
+    facets = item_facets(item)
+    _FACETS[id(item)] = (item, facets)
+    return facets
+
+
 def item_facets(item: Item) -> list[tuple[str, str, str]]:
     """(facet, normalised key, readable fragment) triples an item is evidence for.
 
@@ -148,7 +165,7 @@ def facet_evidence(
         item = items.get(ev.item_id)
         if abs(weight) < min_weight or item is None or item.tenant != tenant:
             continue
-        for facet, key, topic in item_facets(item):
+        for facet, key, topic in _cached_facets(item):
             out.append(FacetEvidence(ev.event_id, ev.ts, weight, facet, key, topic))
     out.sort(key=lambda f: (f.ts, f.event_id, f.facet, f.key))
     return out

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from memory_store.events import Interaction
 
@@ -84,6 +85,25 @@ def bounded_evidence(
     return tuple(e for e, _ in kept), tuple(t for _, t in kept), floor
 
 
+def _appended_evidence(
+    ids: tuple[str, ...], times: tuple[float, ...], floor: float, event_id: str, ts: float
+) -> tuple[tuple[str, ...], tuple[float, ...], float]:
+    """``bounded_evidence`` of the listed pairs plus one, without re-sorting in the usual case.
+
+    Events mostly arrive in time order: then the new pair goes last and at most
+    the oldest drops out. Anything else takes the general path.
+    """
+    if event_id in ids:
+        return ids, times, floor
+    if times and (ts, event_id) < (times[-1], ids[-1]):
+        return bounded_evidence([*zip(ids, times, strict=True), (event_id, ts)], floor)
+    ids, times = (*ids, event_id), (*times, ts)
+    if len(ids) > MAX_EVIDENCE:
+        floor = max(floor, times[0])
+        ids, times = ids[1:], times[1:]
+    return ids, times, floor
+
+
 @dataclass(frozen=True, slots=True)
 class PreferenceChunk:
     """One fine-grained belief ("likes comedy") with its strength and the evidence behind it.
@@ -131,11 +151,13 @@ class PreferenceChunk:
         """Whether this event already shaped the chunk: listed, or at/below the floor."""
         return event_id in self.evidence or ts <= self.evidence_floor
 
-    def add_evidence(self, event_id: str, ts: float) -> PreferenceChunk:
-        """The chunk with one more counted event (strength and version are the caller's)."""
-        ids, times, floor = bounded_evidence(
-            [*zip(self.evidence, self.evidence_ts, strict=True), (event_id, ts)],
-            self.evidence_floor,
+    def add_evidence(self, event_id: str, ts: float, **changes: Any) -> PreferenceChunk:
+        """The chunk with one more counted event, plus any other field ``changes``.
+
+        One ``replace`` per event: this is the innermost step of ingestion.
+        """
+        ids, times, floor = _appended_evidence(
+            self.evidence, self.evidence_ts, self.evidence_floor, event_id, ts
         )
         return replace(
             self,
@@ -145,6 +167,7 @@ class PreferenceChunk:
             evidence_count=self.evidence_count + 1,
             first_seen=min(self.first_seen, ts),
             last_seen=max(self.last_seen, ts),
+            **changes,
         )
 
 

@@ -1,4 +1,4 @@
-"""The ``beliefstream`` command line: broker, worker, replay, memory, demo, bench."""
+"""The ``beliefstream`` command line: broker, worker, serve, replay, memory, demo, bench."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from memory_store.store import UserMemory
 from streams.settings import Settings
 
 __all__ = ["main"]
@@ -55,6 +56,14 @@ def worker() -> None:
 
 
 @app.command()
+def serve() -> None:
+    """Serve the ranker read API over HTTP (BELIEFSTREAM_API_KEYS maps each key to a tenant)."""
+    from streams.http_api import serve as run_server
+
+    run_server(Settings())
+
+
+@app.command()
 def replay(
     dataset: Annotated[str, typer.Argument(help="ml-100k, ml-1m, or a .jsonl/.csv file.")],
     tenant: Annotated[str, typer.Option(help="Tenant for rows that name none.")] = "movielens",
@@ -90,9 +99,7 @@ def memory_show(
 
     memory = open_store(Settings().lancedb_uri).read_user(tenant, user, limit)
     if as_json:
-        typer.echo(json.dumps({"tenant": memory.tenant, "user_id": memory.user_id,
-                               "event_count": memory.event_count,
-                               "recent_events": memory.recent_events}))  # fmt: skip
+        typer.echo(json.dumps(memory_json(memory), default=str))
     else:
         print_memory(console, memory)
 
@@ -125,6 +132,28 @@ def bench_ingest(
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     console.print_json(json.dumps(results))
+
+
+def memory_json(memory: UserMemory) -> dict[str, object]:
+    """``memory show --json``: the three tiers and the latest changes as plain JSON."""
+    profile = memory.profile
+    return {
+        "tenant": memory.tenant,
+        "user_id": memory.user_id,
+        "event_count": memory.event_count,
+        "profile": None
+        if profile is None
+        else {"narrative": profile.narrative, "version": profile.version,
+              "built_at": profile.built_at, "sources": len(profile.sources)},
+        "chunks": [
+            {"chunk_id": c.chunk_id, "facet": c.facet, "text": c.text,
+             "polarity": c.polarity.value, "strength": c.strength,
+             "evidence_count": c.evidence_count, "last_seen": c.last_seen, "version": c.version}
+            for c in memory.chunks
+        ],
+        "recent_events": memory.recent_events,
+        "recent_changes": memory.recent_changes,
+    }  # fmt: skip
 
 
 def main() -> None:

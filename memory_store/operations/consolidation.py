@@ -12,6 +12,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
+import numpy.typing as npt
+
 from memory_store.operations.params import LifecycleParams
 from memory_store.tiers import (
     ChangeRecord,
@@ -34,6 +37,23 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     if na == 0.0 or nb == 0.0:
         return 0.0
     return sum(x * y for x, y in zip(a, b, strict=True)) / (na * nb)
+
+
+def _similarities(chunks: Sequence[PreferenceChunk]) -> npt.NDArray[np.float64]:
+    """All pairwise cosines at once (the per-pair loop was most of a maintenance pass)."""
+    n = len(chunks)
+    dims = {len(c.embedding) for c in chunks}
+    if n == 0 or len(dims) != 1 or 0 in dims:
+        pairs = [[cosine(a.embedding, b.embedding) for b in chunks] for a in chunks]
+        return np.array(pairs, dtype=np.float64).reshape(n, n)
+    matrix = np.array([c.embedding for c in chunks], dtype=np.float64)
+    norms = np.linalg.norm(matrix, axis=1)
+    safe = np.where(norms == 0.0, 1.0, norms)
+    unit = matrix / safe[:, None]
+    sims = unit @ unit.T
+    sims[norms == 0.0, :] = 0.0
+    sims[:, norms == 0.0] = 0.0
+    return sims
 
 
 def merge_chunks(
@@ -75,6 +95,7 @@ def consolidation(
     weaker unclaimed chunk within the similarity threshold of it.
     """
     ranked = sorted(snapshot.chunks, key=lambda c: (-c.strength, c.chunk_id))
+    similar = _similarities(ranked) >= params.similarity_threshold
     claimed: set[str] = set()
     upserts: list[PreferenceChunk] = []
     deletes: list[str] = []
@@ -84,10 +105,10 @@ def consolidation(
             continue
         twins = [
             c
-            for c in ranked[i + 1 :]
+            for j, c in enumerate(ranked[i + 1 :], start=i + 1)
             if c.chunk_id not in claimed
             and (c.facet, c.polarity) == (lead.facet, lead.polarity)
-            and cosine(lead.embedding, c.embedding) >= params.similarity_threshold
+            and similar[i, j]
         ]
         if not twins:
             continue

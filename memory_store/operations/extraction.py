@@ -34,7 +34,7 @@ def embed_all(embed: Embedder, texts: Sequence[str]) -> list[tuple[float, ...]]:
     vectors = embed(list(texts))
     if len(vectors) != len(texts):
         raise ValueError(f"embedder returned {len(vectors)} vectors for {len(texts)} texts")
-    return [tuple(float(x) for x in v) for v in vectors]
+    return [v if isinstance(v, tuple) else tuple(float(x) for x in v) for v in vectors]
 
 
 def extraction(
@@ -44,6 +44,7 @@ def extraction(
     params: LifecycleParams,
     embed: Embedder,
     plan_id: str | None = None,
+    evidence: Sequence[FacetEvidence] | None = None,
 ) -> Delta:
     """A chunk per new (facet, key), seeded by its earliest non-neutral event.
 
@@ -53,7 +54,11 @@ def extraction(
     """
     known = snapshot.key_index()
     seeds: dict[tuple[str, str], FacetEvidence] = {}
-    for fe in facet_evidence(snapshot.tenant, snapshot.user_id, events, items, params.min_weight):
+    if evidence is None:
+        evidence = facet_evidence(
+            snapshot.tenant, snapshot.user_id, events, items, params.min_weight
+        )
+    for fe in evidence:
         topic_key = (fe.facet, fe.key)
         if topic_key not in known and topic_key not in seeds:
             seeds[topic_key] = fe

@@ -10,7 +10,7 @@ later than the chunk's 32 most recent pieces of evidence is ignored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from memory_store.events import Interaction, Item
@@ -27,7 +27,7 @@ def reinforced(
     """The chunk after one agreeing event: decayed to the event's time, then s + r|w|(1 - s)."""
     s = params.decayed(chunk.strength, fe.ts - chunk.last_seen)
     s = min(1.0, s + params.reinforcement_rate * abs(fe.weight) * (1.0 - s))
-    return replace(chunk.add_evidence(fe.event_id, fe.ts), strength=max(0.0, s))
+    return chunk.add_evidence(fe.event_id, fe.ts, strength=max(0.0, s))
 
 
 def reinforcement(
@@ -36,6 +36,7 @@ def reinforcement(
     items: Mapping[str, Item],
     params: LifecycleParams,
     plan_id: str | None = None,
+    evidence: Sequence[FacetEvidence] | None = None,
 ) -> Delta:
     """Strengthen each chunk by the uncounted events that agree with its polarity, oldest first.
 
@@ -46,7 +47,11 @@ def reinforcement(
     original = snapshot.chunk_index()
     work: dict[str, PreferenceChunk] = {}
     used: dict[str, list[str]] = {}
-    for fe in facet_evidence(snapshot.tenant, snapshot.user_id, events, items, params.min_weight):
+    if evidence is None:
+        evidence = facet_evidence(
+            snapshot.tenant, snapshot.user_id, events, items, params.min_weight
+        )
+    for fe in evidence:
         cid = by_key.get((fe.facet, fe.key))
         if cid is None:
             continue

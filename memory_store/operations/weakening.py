@@ -8,7 +8,7 @@ being deleted; only forgetting deletes. Counting follows the replay rule in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from memory_store.events import Interaction, Item
@@ -31,13 +31,15 @@ def weakened(
     """
     s = params.decayed(chunk.strength, fe.ts - chunk.last_seen)
     s = max(0.0, s - params.weakening_rate * abs(fe.weight) * s)
-    counted = chunk.add_evidence(fe.event_id, fe.ts)
     if s < params.flip_threshold and abs(fe.weight) >= params.strong_contradiction:
         polarity = chunk.polarity.flipped()
         strength = min(1.0, abs(fe.weight) * params.flip_strength)
         text = statement(polarity, chunk.topic)
-        return replace(counted, polarity=polarity, strength=strength, text=text), True
-    return replace(counted, strength=min(1.0, s)), False
+        flipped = chunk.add_evidence(
+            fe.event_id, fe.ts, polarity=polarity, strength=strength, text=text
+        )
+        return flipped, True
+    return chunk.add_evidence(fe.event_id, fe.ts, strength=min(1.0, s)), False
 
 
 def weakening(
@@ -46,6 +48,7 @@ def weakening(
     items: Mapping[str, Item],
     params: LifecycleParams,
     plan_id: str | None = None,
+    evidence: Sequence[FacetEvidence] | None = None,
 ) -> Delta:
     """Weaken each chunk by the uncounted events that contradict it, oldest first.
 
@@ -58,7 +61,11 @@ def weakening(
     work: dict[str, PreferenceChunk] = {}
     used: dict[str, list[str]] = {}
     flips: dict[str, list[str]] = {}
-    for fe in facet_evidence(snapshot.tenant, snapshot.user_id, events, items, params.min_weight):
+    if evidence is None:
+        evidence = facet_evidence(
+            snapshot.tenant, snapshot.user_id, events, items, params.min_weight
+        )
+    for fe in evidence:
         cid = by_key.get((fe.facet, fe.key))
         if cid is None:
             continue

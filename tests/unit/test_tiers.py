@@ -6,6 +6,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from memory_store.events import EventType, Interaction, Item
 from memory_store.signals import evidence_weight, facet_evidence, item_facets
@@ -19,6 +21,7 @@ from memory_store.tiers import (
     PreferenceChunk,
     Profile,
     UserSnapshot,
+    _appended_evidence,
     apply_delta,
     bounded_evidence,
     chunk_id_for,
@@ -217,3 +220,19 @@ def test_facet_evidence_keeps_to_one_user_and_tenant() -> None:
     assert [f.event_id for f in found] == ["e1"]
     foreign_items = {"m1": item({"genres": ["Comedy"]}, tenant="evil")}
     assert facet_evidence("acme", "u1", events, foreign_items, 0.05) == []
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789"), st.integers(0, 60)),
+        max_size=120,
+    )
+)
+def test_the_append_fast_path_equals_the_general_bound(pairs: list[tuple[str, int]]) -> None:
+    fast: tuple[tuple[str, ...], tuple[float, ...], float] = ((), (), NO_FLOOR)
+    general = fast
+    for event_id, ts in pairs:
+        fast = _appended_evidence(*fast, event_id, float(ts))
+        ids, times, floor = general
+        general = bounded_evidence([*zip(ids, times, strict=True), (event_id, float(ts))], floor)
+        assert fast == general
