@@ -52,7 +52,7 @@ def run_demo(
                 app_id="beliefstream-demo",
                 lancedb_uri=str(root / "lancedb"),
                 metrics_port=free_port(),
-                maintain_every_s=2.0,
+                maintain_every_s=5.0,
                 _env_file=None,  # type: ignore[call-arg]
             )
             console.print(

@@ -107,6 +107,11 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
+def _warm_up() -> None:
+    """Load the embedding model before the first batch needs it (seconds of torch import)."""
+    _ready().embed(["warm up"])
+
+
 def _ready() -> MemoryKeeper:
     assert _keeper is not None, "writer process not initialised"
     return _keeper
@@ -153,6 +158,8 @@ class MemoryWriter:
             initializer=_open,
             initargs=(lancedb_uri,),
         )
+        # Start the child and load MiniLM now: the pool would otherwise start on the first batch.
+        self._pool.submit(_warm_up)
 
     def write(self, messages: list[Consumed]) -> Future[BatchOutcome]:
         # Plain tuples pickle ~3x faster than named tuples: this is most of the hand-over cost.
