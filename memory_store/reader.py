@@ -57,6 +57,8 @@ class _Entry:
     matrix: Vector
     strength: npt.NDArray[np.float64]
     last_seen: npt.NDArray[np.float64]
+    # The user's own newest event time: "now" when decaying in event time.
+    event_now: float
 
 
 class MemoryReader:
@@ -74,12 +76,16 @@ class MemoryReader:
         params: LifecycleParams | None = None,
         dimension: int | None = None,
         query_cache: int = 1024,
+        decay_in_event_time: bool = False,
     ) -> None:
+        """``decay_in_event_time``: decay strengths to the user's newest event rather than the
+        clock, for memories built from a replayed history (MovieLens is from the 1990s)."""
         if cache_users < 0 or event_limit < 0 or query_cache < 0:
             raise ValueError("cache_users, event_limit and query_cache must be >= 0")
         self._store, self._catalogue, self._embed = store, catalogue, embed
         self._cache_users, self._event_limit, self._clock = cache_users, event_limit, clock
         self._params = params or LifecycleParams()
+        self._event_time = decay_in_event_time
         self._dim = dimension
         self._lock = threading.Lock()
         self._entries: OrderedDict[UserKey, _Entry] = OrderedDict()
@@ -212,11 +218,15 @@ class MemoryReader:
             matrix=matrix,
             strength=np.array([c.strength for c in snap.chunks], dtype=np.float64),
             last_seen=np.array([c.last_seen for c in snap.chunks], dtype=np.float64),
+            event_now=max(
+                [e.ts for e in snap.events] + [c.last_seen for c in snap.chunks], default=0.0
+            ),
         )
 
     def _decayed(self, entry: _Entry) -> npt.NDArray[np.float64]:
         """Each chunk's strength decayed from its last evidence to now (as effective_strength)."""
-        elapsed = self._clock() - entry.last_seen
+        now = entry.event_now if self._event_time else self._clock()
+        elapsed = now - entry.last_seen
         factor = np.power(0.5, np.maximum(elapsed, 0.0) / self._params.half_life)
         return np.asarray(entry.strength * factor, dtype=np.float64)
 

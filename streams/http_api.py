@@ -202,6 +202,7 @@ def serve(settings: Settings) -> None:
         embedder,
         cache_users=settings.reader_cache_users,
         dimension=DIMENSION,
+        decay_in_event_time=settings.reader_event_time,
     )
     # Users cached before the feed is positioned are dropped once it is.
     feed = ChangeFeed(settings, reader.invalidate, on_ready=reader.clear)

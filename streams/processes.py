@@ -7,6 +7,7 @@ what they measure and check is the real thing.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -31,6 +32,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if isinstance(value, frozenset):
             value = ",".join(sorted(value))
+        elif isinstance(value, dict):
+            value = json.dumps(value)
         env[f"BELIEFSTREAM_{name.upper()}"] = str(value)
     return env
 

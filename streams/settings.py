@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     serve_port: int = Field(default=8080, ge=0, le=65535)
     # Users whose memory a reader keeps in its cache (least recently used go first).
     reader_cache_users: int = Field(default=100_000, ge=0)
+    # Decay strengths to each user's newest event instead of the wall clock (replayed history).
+    reader_event_time: bool = False
 
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     log_level: str = "WARNING"

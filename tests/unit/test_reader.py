@@ -383,3 +383,17 @@ def test_bumped_chunk_versions_are_seen_after_a_notice(store: MemoryStore) -> No
     assert reader.get_user_memory("acme", "u1").chunks[0].strength == pytest.approx(0.5)
     reader.invalidate(ChangeNotice("acme", "u1", 1))
     assert reader.get_user_memory("acme", "u1").chunks[0].strength == pytest.approx(0.9)
+
+
+def test_event_time_decay_ages_a_replayed_history_from_its_own_newest_event(
+    store: MemoryStore,
+) -> None:
+    then = 880_000_000.0  # 1997: every strength is ~0 by the wall clock
+    old = chunk("acme", "u1", "comedy", 0.8, last_seen=then - 180 * DAY)
+    fresh = chunk("acme", "u1", "drama", 0.5, last_seen=then)
+    write(store, "acme", "u1", old, fresh)
+    by_clock = {c.text: c.strength for c in reader_over(store).get_user_memory("acme", "u1").chunks}
+    assert max(by_clock.values()) < 1e-9
+    reader = reader_over(store, decay_in_event_time=True)
+    by_event = {c.text: c.strength for c in reader.get_user_memory("acme", "u1").chunks}
+    assert by_event == {"likes Drama": pytest.approx(0.5), "likes Comedy": pytest.approx(0.2)}
