@@ -100,7 +100,18 @@ class MemoryReader:
     def get_user_memory(self, tenant: str, user_id: str, k: int = 10) -> UserMemoryView:
         """Profile, the ``k`` strongest chunks decayed to now (ties: chunk id), newest events."""
         check_k(k)
-        entry = self._entry((tenant, user_id))
+        return self._view(tenant, user_id, self._entry((tenant, user_id)), k)
+
+    def cached_user_memory(self, tenant: str, user_id: str, k: int = 10) -> UserMemoryView | None:
+        """``get_user_memory`` if the user's memory is cached and current, else None (no I/O).
+
+        Lets an event loop answer hits in place and send only misses to a thread.
+        """
+        check_k(k)
+        entry = self._fresh_entry((tenant, user_id))
+        return None if entry is None else self._view(tenant, user_id, entry, k)
+
+    def _view(self, tenant: str, user_id: str, entry: _Entry, k: int) -> UserMemoryView:
         decayed = self._decayed(entry)
         order = np.argsort(-decayed, kind="stable")[:k]
         return UserMemoryView(
@@ -173,14 +184,22 @@ class MemoryReader:
                 self._query_hits, self._query_misses,
             )  # fmt: skip
 
-    def _entry(self, key: UserKey) -> _Entry:
+    def _fresh_entry(self, key: UserKey) -> _Entry | None:
+        """The cached entry if no newer change was heard since it was loaded (counts a hit)."""
         with self._lock:
-            heard = self._heard.get(key, NO_VERSION)
             cached = self._entries.get(key)
-            if cached is not None and cached.version >= heard:
+            if cached is not None and cached.version >= self._heard.get(key, NO_VERSION):
                 self._entries.move_to_end(key)
                 self._hits += 1
                 return cached
+            return None
+
+    def _entry(self, key: UserKey) -> _Entry:
+        cached = self._fresh_entry(key)
+        if cached is not None:
+            return cached
+        with self._lock:
+            heard = self._heard.get(key, NO_VERSION)
             self._misses += 1
         snapshot = self._store.read_snapshots([key], self._event_limit).get(key)
         entry = self._build(key, snapshot or UserSnapshot(*key), heard)

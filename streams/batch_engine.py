@@ -33,6 +33,9 @@ __all__ = ["BatchEngine", "install_batch_engine"]
 
 log = logging.getLogger(__name__)
 
+# A fetch this long without new messages means the stream is idle: write what we have.
+_IDLE_MS = 20
+
 
 def install_batch_engine(worker: IngestWorker) -> None:
     engine = BatchEngine(worker)
@@ -88,21 +91,29 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
             self.worker.die(exc)
 
     async def _next_batch(self, consumer: AIOKafkaConsumer) -> list[Consumed]:
-        """Up to batch_size messages, or what arrived within batch_seconds."""
+        """Up to batch_size messages, within batch_seconds, or fewer as soon as the stream idles.
+
+        Once something arrived, a fetch that brings nothing within ``_IDLE_MS`` ends
+        the batch: an idle stream gets low latency, a busy one full batches.
+        """
         size, deadline = self.settings.batch_size, time.monotonic() + self.settings.batch_seconds
         batch: list[Consumed] = []
         while len(batch) < size:
             remaining = deadline - time.monotonic()
             if remaining <= 0 and batch:
                 break
+            wait_ms = max(int(remaining * 1000), 0)
             fetched = await consumer.getmany(
-                timeout_ms=max(int(remaining * 1000), 0), max_records=size - len(batch)
+                timeout_ms=min(wait_ms, _IDLE_MS) if batch else wait_ms,
+                max_records=size - len(batch),
             )
+            got = 0
             for records in fetched.values():
+                got += len(records)
                 batch.extend(
                     Consumed(r.topic, r.partition, r.offset, r.key, r.value) for r in records
                 )
-            if remaining <= 0:
+            if remaining <= 0 or (batch and not got):
                 break
         return batch
 

@@ -134,6 +134,29 @@ def bench_ingest(
     console.print_json(json.dumps(results))
 
 
+@bench_app.command("read")
+def bench_read(
+    users: Annotated[int, typer.Option(help="Synthetic users to build memory for.")] = 100_000,
+    chunks: Annotated[int, typer.Option(help="Preference chunks per user.")] = 20,
+    hot_users: Annotated[int, typer.Option(help="Users the warm reads cycle over.")] = 2000,
+    reads: Annotated[int, typer.Option(help="Warm Python reads to time.")] = 20_000,
+    http_seconds: Annotated[float, typer.Option(help="Duration of the HTTP load.")] = 10.0,
+    concurrency: Annotated[int, typer.Option(help="Concurrent HTTP clients.")] = 16,
+    probes: Annotated[int, typer.Option(help="Freshness probes.")] = 30,
+    json_path: Annotated[Path, typer.Option("--json", help="Where to write the results.")] = Path(
+        "bench-results/read.json"
+    ),
+) -> None:
+    """Python API and HTTP read latency, HTTP throughput, and write-to-read freshness."""
+    from streams.bench_read import run_read_bench
+
+    results = run_read_bench(users, console, chunks, hot_users, reads, http_seconds,
+                             concurrency, probes)  # fmt: skip
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    console.print_json(json.dumps(results))
+
+
 def memory_json(memory: UserMemory) -> dict[str, object]:
     """``memory show --json``: the three tiers and the latest changes as plain JSON."""
     profile = memory.profile

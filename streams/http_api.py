@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -157,9 +158,15 @@ def create_app(reader: MemoryReader, api_keys: Mapping[str, str]) -> FastAPI:
         return HealthOut()
 
     @app.get(_MEMORY, response_model=MemoryOut, dependencies=guard, responses=_ERRORS)
-    def memory(tenant: Id, user_id: Id, k: Annotated[int, Query(ge=0, le=MAX_K)] = 10) -> MemoryOut:
+    async def memory(
+        tenant: Id, user_id: Id, k: Annotated[int, Query(ge=0, le=MAX_K)] = 10
+    ) -> MemoryOut:
         """Profile, the k strongest beliefs (decayed to now) and recent events."""
-        return MemoryOut.model_validate(reader.get_user_memory(tenant, user_id, k))
+        # A cache hit is answered on the event loop; a miss reads LanceDB in a worker thread.
+        view = reader.cached_user_memory(tenant, user_id, k)
+        if view is None:
+            view = await run_in_threadpool(reader.get_user_memory, tenant, user_id, k)
+        return MemoryOut.model_validate(view)
 
     @app.post(
         _RETRIEVE,
