@@ -45,3 +45,20 @@ def test_bench_ingest_writes_every_figure(tmp_path: Path) -> None:
     profile = result["faust_profile"]
     assert len(profile) >= 5
     assert all(row["tottime_us_per_event"] > 0 for row in profile)
+
+
+def test_bench_read_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "read.json"
+    args = ["--users", "400", "--hot-users", "100", "--reads", "500", "--http-seconds", "2",
+            "--probes", "3", "--json", str(out)]  # fmt: skip
+    run(["bench", "read", *args], timeout=900)
+    result = json.loads(out.read_text())
+    assert (result["users"], result["chunks_per_user"]) == (400, 20)
+    for prefix in ("py", "py_cold", "py_retrieve", "http"):
+        assert 0 < result[f"{prefix}_p50_ms"] <= result[f"{prefix}_p99_ms"], prefix
+    assert result["py_cache_misses"] == 100  # each hot user read cold once, then from cache
+    assert result["py_cache_hits"] >= 500
+    assert result["http_requests"] > 0 and result["http_errors"] == 0
+    assert result["http_rps"] == pytest.approx(result["http_requests"] / 2, rel=0.5)
+    assert 0 < result["freshness_p50_s"] <= result["freshness_p99_s"] < 30
+    assert result["freshness_probes"] == 3
