@@ -20,6 +20,7 @@ from lancedb.index import BTree
 
 from memory_store.lance_tiers import (
     LanceTiers,
+    all_rows,
     create_keyed_table,
     quote,
     rows_for_users,
@@ -69,13 +70,9 @@ class LanceMemoryStore:
 
     def _user_events(self, tenant: str, user_id: str) -> tuple[int, list[dict[str, Any]]]:
         """A user's event count and rows, newest first."""
-        where = user_filter(tenant, user_id)
-        count = self._events.count_rows(where)
-        rows: list[dict[str, Any]] = []
-        if count:
-            table = self._events.search().where(where).limit(max(count, 1)).to_arrow()
-            rows = sorted(table.to_pylist(), key=lambda r: (r["ts"], r["event_id"]), reverse=True)
-        return count, rows
+        rows = all_rows(self._events, user_filter(tenant, user_id))
+        rows.sort(key=lambda r: (r["ts"], r["event_id"]), reverse=True)
+        return len(rows), rows
 
     def read_user(self, tenant: str, user_id: str, limit: int = 20) -> UserMemory:
         count, rows = self._user_events(tenant, user_id)

@@ -39,8 +39,10 @@ __all__ = [
     "CHUNKS_TABLE",
     "PROFILES_TABLE",
     "LanceTiers",
+    "all_rows",
     "create_keyed_table",
     "quote",
+    "rows_for_users",
     "user_filter",
     "users_filter",
 ]
@@ -103,6 +105,11 @@ def users_filter(keys: Iterable[tuple[str, str]]) -> str:
     )
 
 
+def all_rows(table: Any, where: str) -> list[dict[str, Any]]:
+    """Every row matching ``where`` (shared with the event tier)."""
+    return _rows(table, where)
+
+
 def rows_for_users(table: Any, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
     """Rows of these users only, read in slices so a filter never grows unbounded."""
     wanted = set(keys)
@@ -115,11 +122,8 @@ def rows_for_users(table: Any, keys: Sequence[tuple[str, str]]) -> list[dict[str
 
 
 def _rows(table: Any, where: str) -> list[dict[str, Any]]:
-    """All rows matching ``where`` (a plain scan needs an explicit limit)."""
-    count = int(table.count_rows(where))
-    if not count:
-        return []
-    rows: list[dict[str, Any]] = table.search().where(where).limit(count).to_arrow().to_pylist()
+    """All rows matching ``where``, in one query (``limit(None)``: no count-then-read race)."""
+    rows: list[dict[str, Any]] = table.search().where(where).limit(None).to_arrow().to_pylist()
     return rows
 
 
