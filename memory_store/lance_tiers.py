@@ -67,13 +67,18 @@ def create_keyed_table(db: Any, name: str, schema: pa.Schema, key: str) -> Any:
     Safe when several workers start at once: one declaration wins, the others
     see "already set", or a commit conflict after which they look again.
     """
-    table = db.create_table(name, schema=schema, exist_ok=True)
+    try:
+        table = db.create_table(name, schema=schema, exist_ok=True)
+    except ValueError as exc:  # another worker created it and already declared its key
+        if "does not match existing table schema" not in str(exc):
+            raise
+        table = db.open_table(name)
     for attempt in range(20):
         try:
             table.set_unenforced_primary_key(key)
             return table
         except (ValueError, RuntimeError) as exc:
-            if "already set" in str(exc):
+            if "already set" in str(exc) or "changed once set" in str(exc):
                 return table
             if "ncompatible transaction" not in str(exc) and "onflict" not in str(exc):
                 raise
