@@ -11,9 +11,13 @@ a notice always sees the change.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["ChangeNotice", "decode_notice", "encode_notice"]
+__all__ = ["ChangeNotice", "decode_notice", "decode_notices", "encode_notice", "encode_notices"]
+
+# Users per batched notice message: ~40 bytes each keeps a message far below 1 MB.
+MAX_USERS_PER_MESSAGE = 2000
 
 _SEP = "\x1f"
 
@@ -35,6 +39,48 @@ def encode_notice(notice: ChangeNotice) -> tuple[bytes, bytes]:
         separators=(",", ":"),
     ).encode()
     return key, value
+
+
+def encode_notices(
+    notices: Sequence[ChangeNotice], per_message: int = MAX_USERS_PER_MESSAGE
+) -> list[tuple[bytes | None, bytes]]:
+    """Many notices in few messages: ``{"version": v, "users": [[tenant, user], ...]}``.
+
+    A batch changes thousands of users at one version; one message per user cost
+    the worker more than the write itself. Readers compare versions, so the order
+    of messages does not matter and they carry no key.
+    """
+    by_version: dict[int, list[list[str]]] = {}
+    for n in notices:
+        by_version.setdefault(n.version, []).append([n.tenant, n.user_id])
+    out: list[tuple[bytes | None, bytes]] = []
+    for version, users in by_version.items():
+        for start in range(0, len(users), per_message):
+            body = {"version": version, "users": users[start : start + per_message]}
+            out.append((None, json.dumps(body, separators=(",", ":")).encode()))
+    return out
+
+
+def decode_notices(value: bytes | None) -> list[ChangeNotice] | None:
+    """The notices in a single or batched message, or None if it is neither (never raises)."""
+    try:
+        raw = json.loads(value or b"")
+    except ValueError:
+        return None
+    if not isinstance(raw, dict) or "users" not in raw:
+        single = decode_notice(value)
+        return None if single is None else [single]
+    version, users = raw.get("version"), raw["users"]
+    if not isinstance(version, int) or isinstance(version, bool) or not isinstance(users, list):
+        return None
+    out: list[ChangeNotice] = []
+    for pair in users:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            return None
+        if not all(isinstance(x, str) for x in pair):
+            return None
+        out.append(ChangeNotice(pair[0], pair[1], version))
+    return out
 
 
 def decode_notice(value: bytes | None) -> ChangeNotice | None:

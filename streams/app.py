@@ -20,7 +20,7 @@ from typing import Any
 
 import faust
 
-from memory_store.change_notice import ChangeNotice, encode_notice
+from memory_store.change_notice import ChangeNotice, encode_notices
 from streams.batch import Consumed, DeadLetter, dead_letter_headers
 from streams.contract import Limits
 from streams.metrics import WorkerMetrics
@@ -123,9 +123,9 @@ class IngestWorker:
 
     async def _publish_notices(self, notices: list[Notice]) -> None:
         """Tell readers whose memory changed; done before the batch may commit."""
-        messages = [(*encode_notice(ChangeNotice(*n)), None) for n in notices]
-        await self._send_all(self._changes, messages)
-        self.metrics.notices_sent.inc(len(messages))
+        batched = encode_notices([ChangeNotice(*n) for n in notices])
+        await self._send_all(self._changes, [(key, value, None) for key, value in batched])
+        self.metrics.notices_sent.inc(len(notices))
 
     async def handle(self, messages: list[Consumed]) -> BatchOutcome:
         """Store and absorb a batch, deliver its dead letters and change notices.

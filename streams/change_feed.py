@@ -19,7 +19,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from memory_store.change_notice import ChangeNotice, decode_notice
+from memory_store.change_notice import ChangeNotice, decode_notices
 from streams.settings import Settings
 
 __all__ = ["ChangeFeed", "FeedStats"]
@@ -145,14 +145,15 @@ class ChangeFeed:
         return from_beginning
 
     def _deliver(self, value: bytes | None) -> None:
-        notice = decode_notice(value)
-        if notice is None:
+        notices = decode_notices(value)
+        if notices is None:
             self._undecodable += 1
             log.warning("undecodable change notice: %r", (value or b"")[:200])
             return
-        self._notices += 1
-        try:
-            self._on_notice(notice)
-        except Exception:
-            self._handler_errors += 1
-            log.exception("change notice handler failed for %s", notice)
+        for notice in notices:
+            self._notices += 1
+            try:
+                self._on_notice(notice)
+            except Exception:
+                self._handler_errors += 1
+                log.exception("change notice handler failed for %s", notice)
