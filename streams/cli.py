@@ -157,6 +157,27 @@ def bench_read(
     console.print_json(json.dumps(results))
 
 
+@bench_app.command("planner")
+def bench_planner(
+    users: Annotated[int, typer.Option(help="Synthetic users for fixed and rules.")] = 10_000,
+    llm_users: Annotated[int, typer.Option(help="Of those, how many the LLM decides.")] = 50,
+    batch: Annotated[int, typer.Option(help="Users per LLM prompt.")] = 4,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Where the de-quantized model is kept.")
+    ] = None,
+    json_path: Annotated[Path, typer.Option("--json", help="Where to write the results.")] = Path(
+        "bench-results/planner.json"
+    ),
+) -> None:
+    """Decisions/s, p99 latency, LLM calls, tokens and fallbacks of each planner policy."""
+    from streams.bench_planner import run_planner_bench
+
+    results = run_planner_bench(users, console, llm_users, batch, cache_dir)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    console.print_json(json.dumps(results))
+
+
 def memory_json(memory: UserMemory) -> dict[str, object]:
     """``memory show --json``: the three tiers and the latest changes as plain JSON."""
     profile = memory.profile

@@ -62,3 +62,20 @@ def test_bench_read_writes_every_figure(tmp_path: Path) -> None:
     assert result["http_rps"] == pytest.approx(result["http_requests"] / 2, rel=0.5)
     assert 0 < result["freshness_p50_s"] <= result["freshness_p99_s"] < 30
     assert result["freshness_probes"] == 3
+
+
+def test_bench_planner_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "planner.json"
+    args = ["--users", "300", "--llm-users", "4", "--batch", "2",
+            "--cache-dir", str(tmp_path / "llm"), "--json", str(out)]  # fmt: skip
+    run(["bench", "planner", *args], timeout=900)
+    result = json.loads(out.read_text())
+    assert (result["users"], result["llm_users"]) == (300, 4)
+    for policy in ("fixed", "rules", "llm_local"):
+        row = result[policy]
+        assert row["decisions_per_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"], policy
+    llm = result["llm_local"]
+    assert llm["llm_plans"] + llm["idle_plans"] + llm["fallback_plans"] == 4
+    assert llm["llm_calls"] <= 2 and llm["prompt_tokens"] > 0
+    assert 0 <= llm["fallback_rate"] <= 1
+    assert llm["tokens_per_1k_events"] > 0 and llm["events_pending"] > 0

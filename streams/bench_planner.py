@@ -1,0 +1,76 @@
+"""``beliefstream bench planner``: how fast and how costly each policy decides.
+
+Synthetic users (real snapshots through ``summarize``) are decided by the
+``fixed`` and ``rules`` policies and by ``llm`` on the packaged SmolLM2, with a
+budget large enough never to bind, so the LLM's own speed and failure modes are
+what is measured. Costs are also given per 1,000 events awaiting a decision
+(the events since each user's last absorb). Quality against ``fixed`` belongs
+to the replay evaluation, not here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from memory_store.tiers import Operation
+from planner.bench import PolicyBench, bench_policy, synthetic_summaries
+from planner.budget import Budget
+from planner.llm_local import LocalLLM
+from planner.llm_policy import LLMPolicy
+from planner.policies import FixedIntervalPolicy, RulesPolicy
+
+__all__ = ["run_planner_bench"]
+
+
+def _row(result: PolicyBench) -> dict[str, Any]:
+    return {
+        "decisions_per_s": round(result.decisions_per_s, 2),
+        "p50_ms": round(result.p50_s * 1000, 3),
+        "p99_ms": round(result.p99_s * 1000, 3),
+        "ops_planned": result.ops_planned,
+    }
+
+
+def run_planner_bench(
+    users: int, console: Console, llm_users: int = 50, batch: int = 4, cache_dir: Path | None = None
+) -> dict[str, Any]:
+    """Time every policy; the LLM decides the first ``llm_users`` users only (it is slow)."""
+    summaries = synthetic_summaries(users, seed=3)
+    results: dict[str, Any] = {"users": users, "llm_users": min(llm_users, users)}
+    results["fixed"] = _row(bench_policy(FixedIntervalPolicy(every_s=3600.0), summaries))
+    results["rules"] = _row(bench_policy(RulesPolicy(), summaries))
+    console.print("loading SmolLM2-135M-Instruct ...")
+    started = time.perf_counter()
+    backend = LocalLLM.load(cache_dir)
+    results["llm_load_s"] = round(time.perf_counter() - started, 2)
+    policy = LLMPolicy(
+        backend, Budget(calls_per_min=10**9, tokens_per_min=10**12), batch_size=batch
+    )
+    asked = summaries[: results["llm_users"]]
+    console.print(f"llm/local deciding {len(asked)} users, {batch} per prompt ...")
+    row = _row(bench_policy(policy, asked, batch=batch))
+    stats = policy.stats
+    pending = sum(s.events_since[Operation.EXTRACTION] for s in asked) or 1
+    tokens = stats.prompt_tokens + stats.completion_tokens
+    row |= {
+        "batch_users": batch,
+        "llm_calls": stats.calls,
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "llm_plans": stats.llm_plans,
+        "idle_plans": stats.idle_plans,
+        "fallback_plans": stats.fallback_plans,
+        "fallback_rate": round(stats.fallback_plans / max(len(asked), 1), 4),
+        "fallbacks": dict(stats.fallbacks),
+        "events_pending": pending,
+        "llm_calls_per_1k_events": round(1000 * stats.calls / pending, 3),
+        "tokens_per_1k_events": round(1000 * tokens / pending, 1),
+    }
+    results["llm_local"] = row
+    results["machine_cpus"] = os.cpu_count()
+    return results
