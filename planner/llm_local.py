@@ -173,6 +173,34 @@ class LocalLLM:
         _, length, cache, logits = self._prefix
         return length, computed, copy.deepcopy(cache), logits
 
+    def generate(
+        self, system: str, user: str, max_new_tokens: int, timeout_s: float | None = None
+    ) -> tuple[str, int, int]:
+        """Free greedy text (for narratives, not plans): (text, prompt tokens, new tokens).
+
+        Stops at the end-of-turn token, a blank line or ``max_new_tokens``; raises
+        TimeoutError past ``timeout_s``. Callers validate what comes back.
+        """
+        import torch
+
+        deadline = None if timeout_s is None else time.perf_counter() + timeout_s
+        stop = {self._tok.eos_token_id, *self._encode("<|im_end|>")}
+        out: list[int] = []
+        with self._lock, torch.inference_mode():
+            prompt = self._prompt(system, user)
+            cache, logits = self._forward(prompt, None)
+            while len(out) < max_new_tokens:
+                token = int(torch.argmax(logits))
+                if token in stop:
+                    break
+                out.append(token)
+                if "\n\n" in self._tok.decode(out[-3:]):
+                    break
+                if deadline is not None and time.perf_counter() > deadline:
+                    raise TimeoutError(f"no narrative within {timeout_s}s")
+                cache, logits = self._forward([token], cache)
+        return self._tok.decode(out, skip_special_tokens=True).strip(), len(prompt), len(out)
+
     def choose(
         self, system: str, user: str, script: Script, timeout_s: float | None = None
     ) -> ChoiceResult:

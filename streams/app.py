@@ -25,7 +25,7 @@ from streams.batch import Consumed, DeadLetter, dead_letter_headers
 from streams.contract import Limits
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
-from streams.writer import BatchOutcome, MemoryWriter, Notice
+from streams.writer import BatchOutcome, MemoryWriter, NarratorConfig, Notice
 
 __all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
 
@@ -85,7 +85,10 @@ class IngestWorker:
             max_future_skew_s=settings.max_future_skew_s,
             tenants=settings.tenants,
         )
-        self.writer = MemoryWriter(settings.lancedb_uri, limits)
+        narrator = NarratorConfig(
+            settings.narrator, settings.narrator_calls_per_min, settings.llm_cache_dir
+        )
+        self.writer = MemoryWriter(settings.lancedb_uri, limits, narrator)
         self._commits_since_compact = 0
         self.stopping = False
         self.app = faust_app(settings)
@@ -227,6 +230,8 @@ class IngestWorker:
         self.metrics.users_changed.labels("maintain").inc(outcome.changed_users)
         self.metrics.maintain_seconds.observe(outcome.seconds)
         self.metrics.maintain_pending.set(outcome.pending_users)
+        for source, count in outcome.narratives.items():
+            self.metrics.narratives.labels(source).inc(count)
 
     async def _compact_on_timer(self) -> None:
         self._schedule_compaction()

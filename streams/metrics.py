@@ -117,6 +117,12 @@ class WorkerMetrics:
             "Users touched since their last maintenance, after the last pass.",
             registry=r,
         )
+        self.narratives = Counter(
+            f"{_NS}_llm_narratives",
+            "Profiles the LLM narrator handled: written (llm) or why the template stood in.",
+            ["outcome"],
+            registry=r,
+        )
         self.notices_sent = Counter(
             f"{_NS}_change_notices",
             "Memory-change notices published for readers' caches.",

