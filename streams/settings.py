@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     # the beliefs, template on any failure) for at most narrator_calls_per_min profiles.
     narrator: Literal["template", "llm"] = "template"
     narrator_calls_per_min: int = Field(default=6, ge=0)
+    # Who gives genres to catalogue items that arrive without any: nobody (extraction reads
+    # only the item's attributes), or the local LLM choosing from extractor_genres (empty =
+    # MovieLens's 18 genres) for at most extractor_calls_per_min items.
+    extractor: Literal["attributes", "llm"] = "attributes"
+    extractor_calls_per_min: int = Field(default=60, ge=0)
+    extractor_genres: Annotated[tuple[str, ...], NoDecode] = ()
     # Where the local LLM's de-quantized weights are kept (default ~/.cache/beliefstream/llm).
     llm_cache_dir: str | None = None
 
@@ -80,6 +86,13 @@ class Settings(BaseSettings):
 
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     log_level: str = "WARNING"
+
+    @field_validator("extractor_genres", mode="before")
+    @classmethod
+    def _split_genres(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(g.strip() for g in value.split(",") if g.strip())
+        return value
 
     @field_validator("tenants", mode="before")
     @classmethod

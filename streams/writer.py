@@ -33,9 +33,9 @@ from streams.contract import Limits
 __all__ = [
     "BatchOutcome",
     "ItemsOutcome",
+    "LLMConfig",
     "MaintainOutcome",
     "MemoryWriter",
-    "NarratorConfig",
     "decode_and_write",
 ]
 
@@ -65,6 +65,8 @@ class ItemsOutcome:
 
     stored: int
     dead: list[DeadLetter] = field(default_factory=list)
+    # Items without genres in this batch: "tagged" by the LLM extractor, or "untagged".
+    tagging: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,36 +102,45 @@ def decode_and_write(
 
 
 @dataclass(frozen=True, slots=True)
-class NarratorConfig:
-    """Which narrator the writer's maintenance uses (see Settings.narrator)."""
+class LLMConfig:
+    """Where the writer uses the local LLM (see Settings.narrator and Settings.extractor)."""
 
-    kind: str = "template"
-    calls_per_min: int = 6
+    narrator: str = "template"
+    narrator_calls_per_min: int = 6
+    extractor: str = "attributes"
+    extractor_calls_per_min: int = 60
+    genres: tuple[str, ...] = ()
     cache_dir: str | None = None
 
 
 _narrator: Any = None
 
 
-def _narrate(config: NarratorConfig) -> Narrator | None:
-    """None for the template; an LLM narrator (budgeted, validated) for "llm"."""
+def _keeper_for(uri: str, config: LLMConfig) -> MemoryKeeper:
+    """The keeper, with the LLM narrator and item tagger when configured (one shared model)."""
     global _narrator
-    if config.kind != "llm":
-        return None
+    keeper = MemoryKeeper(open_store(uri), open_catalogue(uri), CachedEmbedder(MiniLMEmbedder()))
+    if config.narrator != "llm" and config.extractor != "llm":
+        return keeper
     from planner.budget import Budget
     from planner.narrator import LazyLocalLLM, LLMNarrator
+    from planner.tagger import DEFAULT_GENRES, LLMItemTagger
 
     backend = LazyLocalLLM(None if config.cache_dir is None else Path(config.cache_dir))
-    _narrator = LLMNarrator(backend, Budget(config.calls_per_min, 10**9))
-    return cast(Narrator, _narrator)
+    if config.narrator == "llm":
+        _narrator = LLMNarrator(backend, Budget(config.narrator_calls_per_min, 10**9))
+        keeper.narrate = cast(Narrator, _narrator)
+    if config.extractor == "llm":
+        tagger = LLMItemTagger(
+            backend, Budget(config.extractor_calls_per_min, 10**9), config.genres or DEFAULT_GENRES
+        )
+        keeper.tagger, keeper.tagger_source = tagger, tagger.source
+    return keeper
 
 
-def _open(uri: str, narrator: NarratorConfig) -> None:
+def _open(uri: str, config: LLMConfig) -> None:
     global _keeper
-    embedder = CachedEmbedder(MiniLMEmbedder())
-    _keeper = MemoryKeeper(
-        open_store(uri), open_catalogue(uri), embedder, narrate=_narrate(narrator)
-    )
+    _keeper = _keeper_for(uri, config)
     # Each batch allocates ~10 objects per event and keeps none: collect young
     # objects less often, and never rescan what start-up loaded (~15% per event).
     gc.freeze()
@@ -161,7 +172,11 @@ def _write(rows: list[tuple[Any, ...]], limits: Limits) -> BatchOutcome:
 
 def _write_items(rows: list[tuple[Any, ...]], limits: Limits) -> ItemsOutcome:
     items, dead = split_items(list(map(Consumed._make, rows)), time.time(), limits)
-    return ItemsOutcome(_ready().add_items(items), dead)
+    keeper = _ready()
+    before = dict(keeper.tagging)
+    stored = keeper.add_items(items)
+    tagging = {k: v - before.get(k, 0) for k, v in keeper.tagging.items() if v > before.get(k, 0)}
+    return ItemsOutcome(stored, dead, tagging)
 
 
 def _maintain(max_users: int | None) -> MaintainOutcome:
@@ -191,15 +206,13 @@ class MemoryWriter:
     which the agent treats as fatal (the batch was not acknowledged).
     """
 
-    def __init__(
-        self, lancedb_uri: str, limits: Limits, narrator: NarratorConfig | None = None
-    ) -> None:
+    def __init__(self, lancedb_uri: str, limits: Limits, llm: LLMConfig | None = None) -> None:
         self._limits = limits
         self._pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded process
             initializer=_open,
-            initargs=(lancedb_uri, narrator or NarratorConfig()),
+            initargs=(lancedb_uri, llm or LLMConfig()),
         )
         # Start the child and load MiniLM now: the pool would otherwise start on the first batch.
         self._pool.submit(_warm_up)

@@ -103,29 +103,48 @@ def test_items_and_ratings_become_beliefs_profiles_and_notices(
     assert worker.stop() == 0
 
 
-def test_the_llm_narrator_writes_profiles_in_the_worker_or_the_template_stands_in(
+def test_the_llm_narrator_and_extractor_run_in_the_worker(
     settings: Settings, start_worker: Any, llm_cache_dir: Path
 ) -> None:
+    """Profiles narrated by the model (or the template), untagged items given a genre."""
     settings = settings.model_copy(
-        update={"maintain_every_s": 0.5, "narrator": "llm", "llm_cache_dir": str(llm_cache_dir)}
+        update={
+            "maintain_every_s": 0.5,
+            "narrator": "llm",
+            "extractor": "llm",
+            "extractor_genres": ("Comedy", "Horror", "Western"),
+            "llm_cache_dir": str(llm_cache_dir),
+        }
     )
     items = [item(i) for i in range(40)]
+    # Items 40-43 come with a title and a text only: extraction alone learns nothing from them.
+    bare = [
+        {"tenant": "acme", "item_id": f"item-{i}", "title": f"Laugh Riot {i}",
+         "text": "A slapstick comedy about two clumsy cooks.", "ts": 1_600_000_000}
+        for i in range(40, 44)
+    ]  # fmt: skip
     produce(
         settings,
-        [(i["item_id"].encode(), json.dumps(i).encode()) for i in items],
+        [(i["item_id"].encode(), json.dumps(i).encode()) for i in items + bare],
         topic=settings.topic_items,
     )
     events = [rating(n, 0, 5 * n % 40, 5.0) for n in range(8)]
     events += [rating(100 + n, 0, (5 * n + 1) % 40, 4.0) for n in range(8)]
+    events += [rating(200 + n, 1, 40 + n, 5.0) for n in range(4)]
     worker = start_worker(settings)
-    worker.wait_for(lambda: worker.metric("beliefstream_items_stored_total") >= len(items))
+    worker.wait_for(
+        lambda: worker.metric("beliefstream_items_stored_total") >= len(items) + len(bare),
+        timeout=180,
+    )
+    tagged = 'beliefstream_items_tagged_total{outcome="tagged"}'
+    assert worker.metric(tagged) == len(bare)
     produce(settings, encode(events))
     outcome = "beliefstream_llm_narratives_total"
 
     def narrated() -> float:
         return sum(v for k, v in worker.metrics().items() if k.startswith(outcome))
 
-    worker.wait_for(lambda: narrated() >= 1, timeout=180)
+    worker.wait_for(lambda: narrated() >= 2, timeout=180)
     mem = memory(settings, "user-0")
     assert mem.profile is not None and mem.profile.narrative
     by_outcome = {k: v for k, v in worker.metrics().items() if k.startswith(outcome)}
@@ -133,4 +152,8 @@ def test_the_llm_narrator_writes_profiles_in_the_worker_or_the_template_stands_i
                                ("llm", "ungrounded", "timeout", "error", "budget")}  # fmt: skip
     resynthesis = [r for r in mem.recent_changes if r["op"] == "resynthesis"]
     assert resynthesis and mem.profile.narrative[:60] in resynthesis[0]["detail"]
+    # user-1 rated only the bare items: its genre beliefs come from the model's tags.
+    learned = memory(settings, "user-1")
+    genres = {c.key for c in learned.chunks if c.facet == "genre"}
+    assert genres and genres <= {"comedy", "horror", "western"}
     assert worker.stop() == 0
