@@ -178,6 +178,24 @@ def bench_planner(
     console.print_json(json.dumps(results))
 
 
+@app.command("llm-serve")
+def llm_serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Where the de-quantized model is kept.")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="BELIEFSTREAM_LLM_API_KEY", help="Bearer key clients must send."),
+    ] = None,
+) -> None:
+    """Serve the packaged LLM over an OpenAI-compatible API, for workers to share."""
+    from planner.llm_serve import serve as run_llm_server
+
+    run_llm_server(host, port, cache_dir, api_key)
+
+
 def memory_json(memory: UserMemory) -> dict[str, object]:
     """``memory show --json``: the three tiers and the latest changes as plain JSON."""
     profile = memory.profile
