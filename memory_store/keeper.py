@@ -18,7 +18,7 @@ from memory_store.catalogue import ItemCatalogue
 from memory_store.change_notice import ChangeNotice
 from memory_store.events import Interaction, Item
 from memory_store.item_tagging import ItemTagger, tag_items
-from memory_store.lifecycle import absorb, maintain
+from memory_store.lifecycle import PlannedStep, absorb, maintain, run_planned
 from memory_store.operations import Embedder, LifecycleParams, Narrator
 from memory_store.rows import EventRecord
 from memory_store.store import MemoryStore, UserDelta, UserKey
@@ -80,6 +80,8 @@ class IngestResult:
     inserted: int
     changed_users: int
     notices: list[ChangeNotice] = field(default_factory=list)
+    # Valid events per user in the batch (stored or replayed): the planner's event counts.
+    per_user: dict[UserKey, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +170,23 @@ class MemoryKeeper:
         changed = [d for d in deltas if not d.delta.is_empty]
         self.store.write_deltas(changed, plan_id)
         self._dirty.update(dict.fromkeys(by_user))
-        return IngestResult(written.inserted, len(changed), self._notices(by_user))
+        counts = {key: len(evs) for key, evs in by_user.items()}
+        return IngestResult(written.inserted, len(changed), self._notices(by_user), counts)
 
     @property
     def pending_users(self) -> int:
         return len(self._dirty)
+
+    def take_dirty(self, max_users: int | None = None) -> list[UserKey]:
+        """The users touched since they were last taken (oldest first), now no longer pending."""
+        keys = list(self._dirty)[: max_users if max_users is not None else None]
+        for key in keys:
+            del self._dirty[key]
+        return keys
+
+    def now_for(self, tenant: str, snapshot: UserSnapshot) -> float:
+        """Event-time "now" for a user: the tenant's watermark, else the user's newest event."""
+        return self.watermarks.get(tenant, max((e.ts for e in snapshot.events), default=0.0))
 
     def maintain(self, max_users: int | None = None, plan_id: str | None = None) -> MaintainResult:
         """Consolidate, forget and resynthesise the users touched since the last pass.
@@ -181,9 +195,24 @@ class MemoryKeeper:
         stored events absorbed again first (a no-op for counted events), so items
         that arrived after their interactions still count.
         """
-        keys = list(self._dirty)[: max_users if max_users is not None else None]
-        for key in keys:
-            del self._dirty[key]
+        return self.run_for(self.take_dirty(max_users), None, plan_id)
+
+    def run_planned(
+        self, requests: Sequence[tuple[UserKey, Sequence[PlannedStep]]]
+    ) -> MaintainResult:
+        """Run the maintenance steps plans chose, per user (one bulk read and write per slice)."""
+        steps: dict[UserKey, list[PlannedStep]] = {}
+        for key, chosen in requests:
+            steps.setdefault(key, []).extend(chosen)
+        return self.run_for(list(steps), steps, None)
+
+    def run_for(
+        self,
+        keys: list[UserKey],
+        steps: dict[UserKey, list[PlannedStep]] | None,
+        plan_id: str | None,
+    ) -> MaintainResult:
+        """Maintain ``keys``: everything (``steps`` None, the fixed pass) or the planned steps."""
         notices: list[ChangeNotice] = []
         changed_users = 0
         for start in range(0, len(keys), _MAINTAIN_SLICE):
@@ -193,9 +222,9 @@ class MemoryKeeper:
             items = self._items_for(events)
             if isinstance(self.embed, CachedEmbedder):
                 probe, noted = self.embed.dry_run()
-                self._maintained(snapshots, items, probe, plan_id)
+                self._maintained(snapshots, items, probe, plan_id, steps)
                 self.embed(noted)
-            deltas = self._maintained(snapshots, items, self.embed, plan_id)
+            deltas = self._maintained(snapshots, items, self.embed, plan_id, steps)
             self.store.write_deltas(deltas, plan_id)
             self._unresolved.difference_update(
                 key
@@ -212,18 +241,21 @@ class MemoryKeeper:
         items: dict[str, dict[str, Item]],
         embed: Embedder,
         plan_id: str | None,
+        steps: dict[UserKey, list[PlannedStep]] | None,
     ) -> list[UserDelta]:
         """Each user's absorb-again + maintain delta; only the non-empty ones."""
         deltas: list[UserDelta] = []
         for (tenant, user_id), snap in snapshots.items():
-            now = self.watermarks.get(tenant, max((e.ts for e in snap.events), default=0.0))
+            now = self.now_for(tenant, snap)
             absorbed = Delta()
             if (tenant, user_id) in self._unresolved:
                 known = items.get(tenant, {})
                 absorbed = absorb(snap, snap.events, known, self.params, embed, plan_id)
-            kept = maintain(
-                apply_delta(snap, absorbed), now, self.params, embed, self.narrate, plan_id
-            )
+            current = apply_delta(snap, absorbed)
+            if steps is None:
+                kept = maintain(current, now, self.params, embed, self.narrate, plan_id)
+            else:
+                kept = run_planned(current, steps[(tenant, user_id)], now, embed, self.narrate)
             delta = Delta.merge(absorbed, kept)
             if not delta.is_empty:
                 deltas.append(UserDelta(tenant, user_id, delta))

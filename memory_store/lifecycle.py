@@ -28,9 +28,16 @@ from memory_store.operations import (
     weakening,
 )
 from memory_store.signals import facet_evidence
-from memory_store.tiers import Delta, UserSnapshot, apply_delta
+from memory_store.tiers import Delta, Operation, UserSnapshot, apply_delta
 
-__all__ = ["absorb", "maintain", "profile_is_stale"]
+__all__ = [
+    "MAINTENANCE_ORDER",
+    "PlannedStep",
+    "absorb",
+    "maintain",
+    "profile_is_stale",
+    "run_planned",
+]
 
 
 def absorb(
@@ -78,3 +85,45 @@ def maintain(
     if profile_is_stale(snapshot, now, params):
         steps.append(resynthesis(snapshot, now, params, embed, narrate, plan_id))
     return Delta.merge(*steps)
+
+
+# The maintenance operations a plan may ask for, in the order they compose.
+MAINTENANCE_ORDER = (Operation.CONSOLIDATION, Operation.FORGETTING, Operation.RESYNTHESIS)
+
+PlannedStep = tuple[Operation, LifecycleParams, str | None]
+"""One planned operation: which, with which parameters, and the plan that asked for it."""
+
+
+def run_planned(
+    snapshot: UserSnapshot,
+    steps: Iterable[PlannedStep],
+    now: float,
+    embed: Embedder,
+    narrate: Narrator | None = None,
+) -> Delta:
+    """Only the maintenance operations a plan chose, in lifecycle order, each with its plan id.
+
+    Absorb operations run with every batch already (freshness), so they are not
+    planned here; a planned resynthesis of a profile that is not stale is a no-op,
+    so a repeated plan never mints a new profile version for nothing.
+    """
+    chosen = {op: (params, plan_id) for op, params, plan_id in steps}
+    unknown = set(chosen) - set(MAINTENANCE_ORDER)
+    if unknown:
+        raise ValueError(f"not maintenance operations: {sorted(o.value for o in unknown)}")
+    deltas: list[Delta] = []
+    for op in MAINTENANCE_ORDER:
+        if op not in chosen:
+            continue
+        params, plan_id = chosen[op]
+        if op is Operation.CONSOLIDATION:
+            delta = consolidation(snapshot, params, plan_id)
+        elif op is Operation.FORGETTING:
+            delta = forgetting(snapshot, now, params, plan_id)
+        elif profile_is_stale(snapshot, now, params):
+            delta = resynthesis(snapshot, now, params, embed, narrate, plan_id)
+        else:
+            continue
+        snapshot = apply_delta(snapshot, delta)
+        deltas.append(delta)
+    return Delta.merge(*deltas)

@@ -64,6 +64,7 @@ def install_agent_engine(worker: IngestWorker) -> None:
     async def on_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         owned = [tp for tp in app.consumer.assignment() if tp.topic == topic_name]
         worker.metrics.assigned_partitions.set(len(owned))
+        await worker.partitions_assigned({tp.partition for tp in owned})
 
     app.agent(topic, name="ingest")(ingest)
     app.on_partitions_assigned.connect(on_rebalance)

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
@@ -25,7 +25,10 @@ from streams.batch import Consumed, DeadLetter, dead_letter_headers
 from streams.contract import Limits
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
-from streams.writer import BatchOutcome, LLMConfig, MemoryWriter, Notice
+from streams.writer import BatchOutcome, LLMConfig, MaintainOutcome, MemoryWriter, Notice
+
+if TYPE_CHECKING:
+    from streams.planning import PlannerLoop
 
 __all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
 
@@ -102,7 +105,14 @@ class IngestWorker:
         self._items_dlq = self._raw_topic(settings.topic_items_dlq)
         self._changes = self._raw_topic(settings.topic_changes)
         self.app.timer(settings.compact_every_s)(self._compact_on_timer)
-        self.app.timer(settings.maintain_every_s)(self._maintain_on_timer)
+        self.planner: PlannerLoop | None = None
+        if settings.policy == "fixed":
+            self.app.timer(settings.maintain_every_s)(self._maintain_on_timer)
+        else:
+            from streams.planning import PlannerLoop as Loop
+
+            self.planner = Loop(self)
+            self.app.timer(settings.maintain_every_s)(self._plan_on_timer)
         self.app.agent(self._raw_topic(settings.topic_items), name="items")(self._consume_items)
         if settings.ingest_engine == "faust-agent":
             from streams.agent_engine import install_agent_engine
@@ -116,6 +126,13 @@ class IngestWorker:
     def _raw_topic(self, name: str) -> Any:
         return self.app.topic(name, value_serializer="raw", key_serializer="raw")
 
+    raw_topic = _raw_topic
+
+    async def partitions_assigned(self, partitions: set[int]) -> None:
+        """The interactions partitions this worker now owns (after every rebalance)."""
+        if self.planner is not None:
+            self.planner.own(partitions)
+
     async def _send_all(self, topic: Any, messages: list[tuple[Any, bytes, Any]]) -> None:
         """Send (key, value, headers) messages and wait until the broker has them all."""
         deliveries = [
@@ -128,6 +145,12 @@ class IngestWorker:
     async def _dead_letters(self, topic: Any, dead: list[DeadLetter]) -> None:
         letters = [(d.source.key, d.source.value or b"", dead_letter_headers(d)) for d in dead]
         await self._send_all(topic, letters)
+
+    async def send_all(self, topic: Any, messages: list[tuple[Any, bytes, Any]]) -> None:
+        await self._send_all(topic, messages)
+
+    async def publish_notices(self, notices: list[Notice]) -> None:
+        await self._publish_notices(notices)
 
     async def _publish_notices(self, notices: list[Notice]) -> None:
         """Tell readers whose memory changed; done before the batch may commit."""
@@ -180,6 +203,8 @@ class IngestWorker:
         self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any
     ) -> None:
         self.stopping = True
+        if self.planner is not None:
+            self.planner.close()
 
     def die(self, exc: BaseException) -> None:
         """End the process at once: nothing of the failed batch may be committed.
@@ -233,6 +258,19 @@ class IngestWorker:
             raise
         except BaseException as exc:
             self.die(exc)
+        self.record_maintenance(outcome)
+
+    async def _plan_on_timer(self) -> None:
+        """The planner's round (rules or llm) instead of the fixed pass."""
+        assert self.planner is not None
+        try:
+            await self.planner.tick()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self.die(exc)
+
+    def record_maintenance(self, outcome: MaintainOutcome) -> None:
         self.metrics.maintained_users.inc(outcome.users)
         self.metrics.users_changed.labels("maintain").inc(outcome.changed_users)
         self.metrics.maintain_seconds.observe(outcome.seconds)

@@ -150,4 +150,6 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         if self._consumer is not None:
-            self.worker.metrics.assigned_partitions.set(len(self._consumer.assignment()))
+            owned = self._consumer.assignment()
+            self.worker.metrics.assigned_partitions.set(len(owned))
+            await self.worker.partitions_assigned({tp.partition for tp in owned})

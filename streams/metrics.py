@@ -117,6 +117,45 @@ class WorkerMetrics:
             "Users touched since their last maintenance, after the last pass.",
             registry=r,
         )
+        self.plans = Counter(
+            f"{_NS}_plans",
+            "Per-user plans decided, by the policy that decided them.",
+            ["policy"],
+            registry=r,
+        )
+        self.plan_fallbacks = Counter(
+            f"{_NS}_plan_fallbacks",
+            "Users the rules decided for instead of the LLM: budget, timeout, error, invalid:*.",
+            ["cause"],
+            registry=r,
+        )
+        self.planned_ops = Counter(
+            f"{_NS}_planned_ops",
+            "Operations in plans, by operation and when (now, after_events, at).",
+            ["op", "when"],
+            registry=r,
+        )
+        self.ops_run = Counter(
+            f"{_NS}_ops_run",
+            "Planned maintenance operations run, by operation.",
+            ["op"],
+            registry=r,
+        )
+        self.llm_calls = Counter(f"{_NS}_llm_calls", "Planner LLM calls.", registry=r)
+        self.llm_tokens = Counter(
+            f"{_NS}_llm_tokens", "Planner LLM tokens, by kind.", ["kind"], registry=r
+        )
+        self.llm_latency = Histogram(
+            f"{_NS}_llm_call_seconds",
+            "Time of one planner LLM call.",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.scheduled_ops = Gauge(
+            f"{_NS}_scheduled_ops",
+            "Planned operations waiting in the job stores of the partitions this worker owns.",
+            registry=r,
+        )
         self.items_tagged = Counter(
             f"{_NS}_items_tagged",
             "Catalogue items that came without genres: tagged by the LLM extractor, or untagged.",

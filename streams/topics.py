@@ -31,6 +31,7 @@ def ensure_topics(
         settings.topic_items: settings.partitions,
         settings.topic_items_dlq: 1,
         settings.topic_changes: settings.partitions,
+        settings.topic_plans: settings.partitions,
         **(extra or {}),
     }
     deadline = time.monotonic() + timeout_s

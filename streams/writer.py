@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +24,13 @@ from typing import Any, cast
 
 from memory_store.catalogue import open_catalogue
 from memory_store.embedding import MiniLMEmbedder
-from memory_store.keeper import CachedEmbedder, MemoryKeeper
+from memory_store.keeper import CachedEmbedder, MaintainResult, MemoryKeeper
 from memory_store.operations import Narrator
-from memory_store.store import open_store
+from memory_store.store import UserKey, open_store
 from streams.batch import Consumed, DeadLetter, split_batch, split_items
 from streams.contract import Limits
+from streams.planning_child import Deferred, PlanRound, Request, defer, observe, plan_round
+from streams.planning_child import run_requests as run_planned_requests
 
 __all__ = [
     "BatchOutcome",
@@ -83,12 +85,18 @@ class MaintainOutcome:
 
 
 def decode_and_write(
-    keeper: MemoryKeeper, messages: Sequence[Consumed], now: float, limits: Limits
+    keeper: MemoryKeeper,
+    messages: Sequence[Consumed],
+    now: float,
+    limits: Limits,
+    observe: Callable[[MemoryKeeper, dict[UserKey, int]], None] | None = None,
 ) -> BatchOutcome:
     """Validate a batch, store its good events once, absorb them, and report the rest."""
     split = split_batch(messages, now, limits)
     started = time.perf_counter()
     result = keeper.ingest(split.records)
+    if observe is not None:
+        observe(keeper, result.per_user)
     return BatchOutcome(
         consumed=len(messages),
         valid=len(split.records),
@@ -167,7 +175,8 @@ def _ready() -> MemoryKeeper:
 
 
 def _write(rows: list[tuple[Any, ...]], limits: Limits) -> BatchOutcome:
-    return decode_and_write(_ready(), list(map(Consumed._make, rows)), time.time(), limits)
+    rows_ = list(map(Consumed._make, rows))
+    return decode_and_write(_ready(), rows_, time.time(), limits, observe)
 
 
 def _write_items(rows: list[tuple[Any, ...]], limits: Limits) -> ItemsOutcome:
@@ -180,10 +189,24 @@ def _write_items(rows: list[tuple[Any, ...]], limits: Limits) -> ItemsOutcome:
 
 
 def _maintain(max_users: int | None) -> MaintainOutcome:
+    return _maintained(lambda keeper: keeper.maintain(max_users))
+
+
+def _plan_round(max_users: int | None) -> PlanRound:
+    return plan_round(_ready(), max_users)
+
+
+def _run_planned(requests: list[Request], deferred: list[Deferred]) -> MaintainOutcome:
+    defer(deferred)
+    return _maintained(lambda keeper: run_planned_requests(keeper, requests))
+
+
+def _maintained(run: Callable[[MemoryKeeper], MaintainResult]) -> MaintainOutcome:
+    """Run a maintenance pass and report it with the narratives it wrote."""
     keeper = _ready()
     started = time.perf_counter()
     before = dict(_narrator.outcomes) if _narrator is not None else {}
-    result = keeper.maintain(max_users)
+    result = run(keeper)
     after = dict(_narrator.outcomes) if _narrator is not None else {}
     return MaintainOutcome(
         users=result.users,
@@ -226,6 +249,14 @@ class MemoryWriter:
 
     def maintain(self, max_users: int | None = None) -> Future[MaintainOutcome]:
         return self._pool.submit(_maintain, max_users)
+
+    def plan_round(self, max_users: int | None = None) -> Future[PlanRound]:
+        return self._pool.submit(_plan_round, max_users)
+
+    def run_planned(
+        self, requests: list[Request], deferred: list[Deferred]
+    ) -> Future[MaintainOutcome]:
+        return self._pool.submit(_run_planned, requests, deferred)
 
     def compact(self) -> Future[None]:
         return self._pool.submit(_compact)

@@ -42,6 +42,7 @@ def settings(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Settin
         topic_interactions=f"interactions-{n}",
         topic_items=f"items-{n}",
         topic_changes=f"changes-{n}",
+        topic_plans=f"plans-{n}",
         lancedb_uri=str(tmp_path_factory.mktemp(f"lancedb-{n}")),
         batch_size=500,
         batch_seconds=0.2,

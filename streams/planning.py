@@ -1,0 +1,195 @@
+"""The planner loop in the worker: summaries in, plans decided, operations run or scheduled.
+
+Every ``maintain_every_s`` the writer child summarises the users touched since
+the last round; the policy (rules, or the LLM within its budget, falling back to
+rules) decides per user off the event loop; operations due now run in the
+writer child at once, "after N events" waits there for the user's events, and
+"at time" goes to the persistent per-partition scheduler. Each plan and each
+outcome is published to the plans topic, and every change the operations make
+carries the plan id into the change log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from planner.budget import Budget
+from planner.llm_policy import LLMPolicy
+from planner.plan import AfterEvents, At, Now, Plan
+from planner.policies import MAINTAIN_OPS, Policy, RulesPolicy
+from planner.summary import UserSummary
+from streams.plan_scheduler import PlanScheduler, ScheduledOp, partition_for
+from streams.planning_child import Deferred, Request
+from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.app import IngestWorker as Worker
+
+__all__ = ["PlannerLoop", "build_policy"]
+
+log = logging.getLogger(__name__)
+
+
+def build_policy(settings: Settings) -> Policy:
+    """The configured policy: rules, or the LLM (local model or an OpenAI-compatible URL)."""
+    if settings.policy == "rules":
+        return RulesPolicy()
+    if settings.policy != "llm":
+        raise ValueError(f"the planner loop runs rules or llm, not {settings.policy!r}")
+    from pathlib import Path
+
+    if settings.llm_backend == "openai":
+        from planner.llm_openai import OpenAIBackend
+
+        backend: Any = OpenAIBackend(
+            settings.llm_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout_s
+        )
+    else:
+        from planner.llm_local import LocalLLM
+
+        cache = None if settings.llm_cache_dir is None else Path(settings.llm_cache_dir)
+        backend = LocalLLM.load(cache)
+    budget = Budget(settings.llm_calls_per_min, settings.llm_tokens_per_min)
+    return LLMPolicy(
+        backend, budget, batch_size=settings.llm_users_per_call, timeout_s=settings.llm_timeout_s
+    )
+
+
+def _plan_message(plan: Plan, decided_at: float) -> tuple[bytes, bytes]:
+    body = {"type": "plan", "decided_at": decided_at, **plan.model_dump(mode="json")}
+    return plan.plan_id.encode(), json.dumps(body, separators=(",", ":")).encode()
+
+
+class PlannerLoop:
+    """One worker's planner: decides in a thread, runs in the writer, schedules the rest."""
+
+    def __init__(self, worker: Worker, policy: Policy | None = None) -> None:
+        self.worker = worker
+        self.settings = worker.settings
+        self._policy = policy
+        self._decider = ThreadPoolExecutor(1, thread_name_prefix="planner")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.scheduler = PlanScheduler(self.settings.job_store_url, self._fired)
+        self._plans_topic = worker.raw_topic(self.settings.topic_plans)
+        self._seen: dict[str, int] = {}
+
+    def own(self, partitions: set[int]) -> None:
+        """Only the owner of a user's partition runs or schedules that user's operations.
+
+        Called from the rebalance callback, on the event loop: overdue jobs of the
+        partitions just opened fire at once and need that loop.
+        """
+        self._loop = asyncio.get_running_loop()
+        self.scheduler.own(partitions)
+        self.worker.metrics.scheduled_ops.set(self.scheduler.pending())
+
+    def _policy_now(self) -> Policy:
+        if self._policy is None:  # the local model loads in seconds: not in __init__
+            self._policy = build_policy(self.settings)
+        return self._policy
+
+    async def tick(self) -> None:
+        """One round: decide for the touched users, run what is due, schedule the rest."""
+        self._loop = asyncio.get_running_loop()
+        writer = self.worker.writer
+        round_ = await asyncio.wrap_future(writer.plan_round())
+        plans: list[Plan] = []
+        if round_.summaries:
+            policy = await self._loop.run_in_executor(self._decider, self._policy_now)
+            plans = await self._loop.run_in_executor(self._decider, policy.decide, round_.summaries)
+            self._count_llm(policy)
+        now_requests, deferred = self._route(plans, round_.summaries)
+        decided_at = time.time()
+        await self.worker.send_all(
+            self._plans_topic, [(*_plan_message(p, decided_at), None) for p in plans]
+        )
+        await self._run(list(round_.due) + now_requests, deferred)
+
+    def _route(
+        self, plans: Sequence[Plan], summaries: Sequence[UserSummary]
+    ) -> tuple[list[Request], list[Deferred]]:
+        """Operations to run now, to wait for events, and (scheduled here) to run later."""
+        metrics = self.worker.metrics
+        now_requests: list[Request] = []
+        deferred: list[Deferred] = []
+        for plan, s in zip(plans, summaries, strict=True):
+            metrics.plans.labels(plan.policy).inc()
+            for op in plan.ops:
+                metrics.planned_ops.labels(op.op.value, op.when.kind).inc()
+                if op.op not in MAINTAIN_OPS:
+                    continue  # absorb ran with the batch; nothing to do later
+                request: Request = (op.tenant, op.user_id, op.op.value, dict(op.args), plan.plan_id)
+                when = op.when
+                if isinstance(when, Now):
+                    now_requests.append(request)
+                elif isinstance(when, AfterEvents):
+                    deferred.append(Deferred(request, when.n))
+                elif isinstance(when, At):
+                    scheduled = ScheduledOp(op.tenant, op.user_id, op.op.value, plan.plan_id,
+                                            dict(op.args))  # fmt: skip
+                    partition = partition_for(op.user_id.encode(), self.settings.partitions)
+                    if not self.scheduler.schedule(scheduled, partition, when.ts - s.now):
+                        log.warning("not scheduling %s: partition %d moved", op.user_id, partition)
+        metrics.scheduled_ops.set(self.scheduler.pending())
+        return now_requests, deferred
+
+    def _count_llm(self, policy: Policy) -> None:
+        """Move the LLM policy's running totals into the metrics."""
+        if not isinstance(policy, LLMPolicy):
+            return
+        stats, seen, m = policy.stats, self._seen, self.worker.metrics
+        for name, value in (
+            ("calls", stats.calls),
+            ("prompt", stats.prompt_tokens),
+            ("completion", stats.completion_tokens),
+        ):
+            delta = value - seen.get(name, 0)
+            seen[name] = value
+            if name == "calls":
+                m.llm_calls.inc(delta)
+            else:
+                m.llm_tokens.labels(name).inc(delta)
+        for latency in stats.latencies_s[seen.get("latencies", 0) :]:
+            m.llm_latency.observe(latency)
+        seen["latencies"] = len(stats.latencies_s)
+        for cause, count in stats.fallbacks.items():
+            key = f"fallback:{cause}"
+            m.plan_fallbacks.labels(cause).inc(count - seen.get(key, 0))
+            seen[key] = count
+
+    async def _run(self, requests: list[Request], deferred: list[Deferred]) -> None:
+        if not requests and not deferred:
+            return
+        outcome = await asyncio.wrap_future(self.worker.writer.run_planned(requests, deferred))
+        await self.worker.publish_notices(outcome.notices)
+        changed = {(t, u) for t, u, _ in outcome.notices}
+        results = [
+            (plan_id.encode(), json.dumps({
+                "type": "outcome", "plan_id": plan_id, "tenant": t, "user_id": u, "op": op,
+                "changed": (t, u) in changed, "ran_at": time.time(),
+            }).encode(), None)
+            for t, u, op, _, plan_id in requests
+        ]  # fmt: skip
+        await self.worker.send_all(self._plans_topic, results)
+        for _, _, op, _, _ in requests:
+            self.worker.metrics.ops_run.labels(op).inc()
+        self.worker.record_maintenance(outcome)
+
+    def _fired(self, op: ScheduledOp) -> None:
+        """A scheduled operation came due (scheduler thread): run it on the worker's loop."""
+        if self._loop is None:
+            raise RuntimeError("scheduled operation fired before the planner's first round")
+        request: Request = (op.tenant, op.user_id, op.op, op.args, op.plan_id)
+        done = asyncio.run_coroutine_threadsafe(self._run([request], []), self._loop)
+        done.result(timeout=600)
+        self.worker.metrics.scheduled_ops.set(self.scheduler.pending())
+
+    def close(self) -> None:
+        self.scheduler.shutdown()
+        self._decider.shutdown(wait=False, cancel_futures=True)

