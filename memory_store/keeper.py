@@ -18,11 +18,11 @@ from memory_store.catalogue import ItemCatalogue
 from memory_store.change_notice import ChangeNotice
 from memory_store.events import Interaction, Item
 from memory_store.item_tagging import ItemTagger, tag_items
-from memory_store.lifecycle import PlannedStep, absorb, maintain, run_planned
+from memory_store.lifecycle import MAINTENANCE_ORDER, PlannedStep, absorb, maintain, run_planned
 from memory_store.operations import Embedder, LifecycleParams, Narrator
 from memory_store.rows import EventRecord
 from memory_store.store import MemoryStore, UserDelta, UserKey
-from memory_store.tiers import Delta, UserSnapshot, apply_delta
+from memory_store.tiers import Delta, Operation, UserSnapshot, apply_delta
 
 __all__ = ["CachedEmbedder", "IngestResult", "MaintainResult", "MemoryKeeper"]
 
@@ -89,6 +89,9 @@ class MaintainResult:
     users: int
     changed_users: int
     notices: list[ChangeNotice] = field(default_factory=list)
+    # Operations run, by name: consolidation and forgetting per user they ran for,
+    # resynthesis per profile built (a profile that is not stale is left alone).
+    ops: Counter[str] = field(default_factory=Counter)
 
 
 class MemoryKeeper:
@@ -215,6 +218,7 @@ class MemoryKeeper:
         """Maintain ``keys``: everything (``steps`` None, the fixed pass) or the planned steps."""
         notices: list[ChangeNotice] = []
         changed_users = 0
+        ops: Counter[str] = Counter()
         for start in range(0, len(keys), _MAINTAIN_SLICE):
             part = keys[start : start + _MAINTAIN_SLICE]
             snapshots = self.store.read_snapshots(part, self.params.max_events_per_user * 2)
@@ -232,8 +236,12 @@ class MemoryKeeper:
                 if all(e.item_id in items.get(key[0], {}) for e in snapshots[key].events)
             )
             changed_users += len(deltas)
+            for key in part:
+                chosen = MAINTENANCE_ORDER if steps is None else [op for op, _, _ in steps[key]]
+                ops.update(op.value for op in chosen if op is not Operation.RESYNTHESIS)
+            ops.update(Operation.RESYNTHESIS.value for d in deltas if d.delta.profile is not None)
             notices += self._notices((d.tenant, d.user_id) for d in deltas)
-        return MaintainResult(len(keys), changed_users, notices)
+        return MaintainResult(len(keys), changed_users, notices, ops)
 
     def _maintained(
         self,

@@ -277,6 +277,8 @@ class IngestWorker:
         self.metrics.maintain_pending.set(outcome.pending_users)
         for source, count in outcome.narratives.items():
             self.metrics.narratives.labels(source).inc(count)
+        for op, count in outcome.ops.items():
+            self.metrics.ops_run.labels(op).inc(count)
 
     async def _compact_on_timer(self) -> None:
         self._schedule_compaction()

@@ -137,7 +137,8 @@ class WorkerMetrics:
         )
         self.ops_run = Counter(
             f"{_NS}_ops_run",
-            "Planned maintenance operations run, by operation.",
+            "Maintenance operations run (any policy): consolidation and forgetting per user, "
+            "resynthesis per profile built.",
             ["op"],
             registry=r,
         )

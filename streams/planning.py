@@ -177,8 +177,6 @@ class PlannerLoop:
             for t, u, op, _, plan_id in requests
         ]  # fmt: skip
         await self.worker.send_all(self._plans_topic, results)
-        for _, _, op, _, _ in requests:
-            self.worker.metrics.ops_run.labels(op).inc()
         self.worker.record_maintenance(outcome)
 
     def _fired(self, op: ScheduledOp) -> None:

@@ -82,6 +82,8 @@ class MaintainOutcome:
     notices: list[Notice] = field(default_factory=list)
     # Profiles narrated in this pass by source: "llm", or why the template stood in.
     narratives: dict[str, int] = field(default_factory=dict)
+    # Maintenance operations run, by name (see MaintainResult.ops).
+    ops: dict[str, int] = field(default_factory=dict)
 
 
 def decode_and_write(
@@ -215,6 +217,7 @@ def _maintained(run: Callable[[MemoryKeeper], MaintainResult]) -> MaintainOutcom
         seconds=time.perf_counter() - started,
         notices=[(n.tenant, n.user_id, n.version) for n in result.notices],
         narratives={k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)},
+        ops=dict(result.ops),
     )
 
 

@@ -15,7 +15,7 @@ from memory_store.lifecycle import absorb, maintain, profile_is_stale
 from memory_store.operations import extraction, reinforcement, weakening
 from memory_store.rows import EventRecord
 from memory_store.store import open_store
-from memory_store.tiers import Delta, UserSnapshot, apply_delta
+from memory_store.tiers import Delta, Operation, UserSnapshot, apply_delta
 from tests.unit.fake_embedding import fake_embed
 from tests.unit.test_tier_store import DAY, KINDS, T0, P, catalogue, event, some_events
 
@@ -127,6 +127,7 @@ def test_maintenance_uses_event_time_and_counts_late_items(tmp_path: Path) -> No
     k.add_items(list(catalogue("acme").values()))
     result = k.maintain()
     assert (result.users, result.changed_users) == (1, 1)
+    assert result.ops == {"consolidation": 1, "forgetting": 1, "resynthesis": 1}
     snap = snapshot(k, "acme", "u1")
     # A wall clock in 2033 would have decayed 1997's beliefs to nothing and expired the events.
     assert snap.chunks and len(snap.events) == 20
@@ -149,3 +150,20 @@ def test_keeper_keeps_tenants_apart(tmp_path: Path) -> None:
     k.ingest(records([event(0, "globex", "u1", "like", 0, OLD)]))
     assert {c.topic for c in snapshot(k, "globex", "u1").chunks} == {"Jazz"}
     assert "Jazz" not in {c.topic for c in snapshot(k, "acme", "u1").chunks}
+
+
+def test_planned_runs_only_the_chosen_operations_and_counts_them(tmp_path: Path) -> None:
+    k = keeper(tmp_path)
+    k.add_items(list(catalogue("acme").values()))
+    k.ingest(records(some_events("acme", "u1", 0, 20, OLD)))
+    assert k.take_dirty() == [("acme", "u1")] and k.take_dirty() == []
+    steps = [(Operation.FORGETTING, P, "plan-f")]
+    result = k.run_planned([(("acme", "u1"), steps)])
+    assert result.ops == {"forgetting": 1} and result.changed_users == 0
+    assert snapshot(k, "acme", "u1").profile is None  # resynthesis was not planned
+    built = k.run_planned([(("acme", "u1"), [(Operation.RESYNTHESIS, P, "plan-r")])])
+    assert built.ops == {"resynthesis": 1} and built.changed_users == 1
+    profile = snapshot(k, "acme", "u1").profile
+    assert profile is not None
+    assert [c["plan_id"] for c in k.store.read_user("acme", "u1").recent_changes
+            if c["op"] == "resynthesis"] == ["plan-r"]  # fmt: skip
