@@ -237,7 +237,7 @@ class MemoryKeeper:
             )
             changed_users += len(deltas)
             for key in part:
-                chosen = MAINTENANCE_ORDER if steps is None else [op for op, _, _ in steps[key]]
+                chosen = MAINTENANCE_ORDER if steps is None else [step.op for step in steps[key]]
                 ops.update(op.value for op in chosen if op is not Operation.RESYNTHESIS)
             ops.update(Operation.RESYNTHESIS.value for d in deltas if d.delta.profile is not None)
             notices += self._notices((d.tenant, d.user_id) for d in deltas)

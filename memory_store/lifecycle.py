@@ -13,6 +13,7 @@ caller has seen (its watermark), so a replayed history ages as it did live.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from memory_store.events import Interaction, Item
 from memory_store.operations import (
@@ -90,8 +91,26 @@ def maintain(
 # The maintenance operations a plan may ask for, in the order they compose.
 MAINTENANCE_ORDER = (Operation.CONSOLIDATION, Operation.FORGETTING, Operation.RESYNTHESIS)
 
-PlannedStep = tuple[Operation, LifecycleParams, str | None]
-"""One planned operation: which, with which parameters, and the plan that asked for it."""
+
+@dataclass(frozen=True, slots=True)
+class PlannedStep:
+    """One planned operation: which, with which parameters, which plan asked and why.
+
+    ``why`` (policy, model, reason) is appended to the detail of every change the
+    step makes, so the durable change log alone tells who decided what and why.
+    """
+
+    op: Operation
+    params: LifecycleParams
+    plan_id: str | None = None
+    why: str = ""
+
+
+def _noted(delta: Delta, why: str) -> Delta:
+    if not why or not delta.changes:
+        return delta
+    changes = tuple(replace(c, detail=f"{c.detail} [{why}]") for c in delta.changes)
+    return replace(delta, changes=changes)
 
 
 def run_planned(
@@ -107,7 +126,7 @@ def run_planned(
     planned here; a planned resynthesis of a profile that is not stale is a no-op,
     so a repeated plan never mints a new profile version for nothing.
     """
-    chosen = {op: (params, plan_id) for op, params, plan_id in steps}
+    chosen = {step.op: step for step in steps}
     unknown = set(chosen) - set(MAINTENANCE_ORDER)
     if unknown:
         raise ValueError(f"not maintenance operations: {sorted(o.value for o in unknown)}")
@@ -115,7 +134,7 @@ def run_planned(
     for op in MAINTENANCE_ORDER:
         if op not in chosen:
             continue
-        params, plan_id = chosen[op]
+        params, plan_id = chosen[op].params, chosen[op].plan_id
         if op is Operation.CONSOLIDATION:
             delta = consolidation(snapshot, params, plan_id)
         elif op is Operation.FORGETTING:
@@ -125,5 +144,5 @@ def run_planned(
         else:
             continue
         snapshot = apply_delta(snapshot, delta)
-        deltas.append(delta)
+        deltas.append(_noted(delta, chosen[op].why))
     return Delta.merge(*deltas)

@@ -42,6 +42,7 @@ class ScheduledOp:
     op: str
     plan_id: str
     args: dict[str, float] = field(default_factory=dict)
+    why: str = ""
 
     @property
     def job_id(self) -> str:

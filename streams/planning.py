@@ -61,6 +61,12 @@ def build_policy(settings: Settings) -> Policy:
     )
 
 
+def _by(plan: Plan) -> str:
+    """Who decided: the policy, its model, and why another policy stood in, if one did."""
+    by = plan.policy if plan.model is None else f"{plan.policy}/{plan.model}"
+    return by if plan.fallback is None else f"{by} (fallback: {plan.fallback})"
+
+
 def _plan_message(plan: Plan, decided_at: float) -> tuple[bytes, bytes]:
     body = {"type": "plan", "decided_at": decided_at, **plan.model_dump(mode="json")}
     return plan.plan_id.encode(), json.dumps(body, separators=(",", ":")).encode()
@@ -124,7 +130,9 @@ class PlannerLoop:
                 metrics.planned_ops.labels(op.op.value, op.when.kind).inc()
                 if op.op not in MAINTAIN_OPS:
                     continue  # absorb ran with the batch; nothing to do later
-                request: Request = (op.tenant, op.user_id, op.op.value, dict(op.args), plan.plan_id)
+                why = f"plan {plan.plan_id} by {_by(plan)}: {op.reason}"
+                request: Request = (op.tenant, op.user_id, op.op.value, dict(op.args),
+                                    plan.plan_id, why)  # fmt: skip
                 when = op.when
                 if isinstance(when, Now):
                     now_requests.append(request)
@@ -132,7 +140,7 @@ class PlannerLoop:
                     deferred.append(Deferred(request, when.n))
                 elif isinstance(when, At):
                     scheduled = ScheduledOp(op.tenant, op.user_id, op.op.value, plan.plan_id,
-                                            dict(op.args))  # fmt: skip
+                                            dict(op.args), why)  # fmt: skip
                     partition = partition_for(op.user_id.encode(), self.settings.partitions)
                     if not self.scheduler.schedule(scheduled, partition, when.ts - s.now):
                         log.warning("not scheduling %s: partition %d moved", op.user_id, partition)
@@ -174,7 +182,7 @@ class PlannerLoop:
                 "type": "outcome", "plan_id": plan_id, "tenant": t, "user_id": u, "op": op,
                 "changed": (t, u) in changed, "ran_at": time.time(),
             }).encode(), None)
-            for t, u, op, _, plan_id in requests
+            for t, u, op, _, plan_id, _ in requests
         ]  # fmt: skip
         await self.worker.send_all(self._plans_topic, results)
         self.worker.record_maintenance(outcome)
@@ -183,7 +191,7 @@ class PlannerLoop:
         """A scheduled operation came due (scheduler thread): run it on the worker's loop."""
         if self._loop is None:
             raise RuntimeError("scheduled operation fired before the planner's first round")
-        request: Request = (op.tenant, op.user_id, op.op, op.args, op.plan_id)
+        request: Request = (op.tenant, op.user_id, op.op, op.args, op.plan_id, op.why)
         done = asyncio.run_coroutine_threadsafe(self._run([request], []), self._loop)
         done.result(timeout=600)
         self.worker.metrics.scheduled_ops.set(self.scheduler.pending())

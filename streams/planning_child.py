@@ -23,8 +23,8 @@ from planner.summary import OperationClock, UserSummary, summarize
 
 __all__ = ["Deferred", "PlanRound", "Request", "defer", "observe", "plan_round", "run_requests"]
 
-Request = tuple[str, str, str, dict[str, float], str]
-"""(tenant, user id, operation, args, plan id): one operation to run now; plain for pickling."""
+Request = tuple[str, str, str, dict[str, float], str, str]
+"""(tenant, user id, operation, args, plan id, why): one operation to run; plain for pickling."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,15 +96,15 @@ def defer(deferred: Sequence[Deferred]) -> None:
 def run_requests(keeper: MemoryKeeper, requests: Sequence[Request]) -> MaintainResult:
     """Run the planned maintenance operations and mark them on their users' clocks."""
     by_user: dict[UserKey, list[PlannedStep]] = {}
-    for tenant, user_id, op_name, args, plan_id in requests:
+    for tenant, user_id, op_name, args, plan_id, why in requests:
         planned = PlannedOp(op=Operation(op_name), tenant=tenant, user_id=user_id, args=args)
-        step = (planned.op, params_for(planned, keeper.params), plan_id)
+        step = PlannedStep(planned.op, params_for(planned, keeper.params), plan_id, why)
         by_user.setdefault((tenant, user_id), []).append(step)
     result = keeper.run_planned(list(by_user.items()))
     for key, steps in by_user.items():
         clock = _clocks.get(key, OperationClock())
         now = keeper.watermarks.get(key[0], 0.0)
-        for op, _, _ in steps:
-            clock = clock.ran(op, now)
+        for step in steps:
+            clock = clock.ran(step.op, now)
         _clocks[key] = clock
     return result

@@ -58,6 +58,8 @@ def test_rules_plans_run_in_the_worker_and_trace_to_the_change_log(
     assert resynthesis and resynthesis[0]["plan_id"] in plans
     reason = next(o["reason"] for o in plans[resynthesis[0]["plan_id"]]["ops"])
     assert "profile" in reason
+    # The durable change log says who decided and why, without the plans topic.
+    assert f"plan {resynthesis[0]['plan_id']} by rules: {reason}" in resynthesis[0]["detail"]
     assert worker.stop() == 0
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from memory_store.catalogue import open_catalogue
 from memory_store.events import Interaction, Item
 from memory_store.keeper import CachedEmbedder, MemoryKeeper
-from memory_store.lifecycle import absorb, maintain, profile_is_stale
+from memory_store.lifecycle import PlannedStep, absorb, maintain, profile_is_stale
 from memory_store.operations import extraction, reinforcement, weakening
 from memory_store.rows import EventRecord
 from memory_store.store import open_store
@@ -157,11 +157,11 @@ def test_planned_runs_only_the_chosen_operations_and_counts_them(tmp_path: Path)
     k.add_items(list(catalogue("acme").values()))
     k.ingest(records(some_events("acme", "u1", 0, 20, OLD)))
     assert k.take_dirty() == [("acme", "u1")] and k.take_dirty() == []
-    steps = [(Operation.FORGETTING, P, "plan-f")]
+    steps = [PlannedStep(Operation.FORGETTING, P, "plan-f")]
     result = k.run_planned([(("acme", "u1"), steps)])
     assert result.ops == {"forgetting": 1} and result.changed_users == 0
     assert snapshot(k, "acme", "u1").profile is None  # resynthesis was not planned
-    built = k.run_planned([(("acme", "u1"), [(Operation.RESYNTHESIS, P, "plan-r")])])
+    built = k.run_planned([(("acme", "u1"), [PlannedStep(Operation.RESYNTHESIS, P, "plan-r")])])
     assert built.ops == {"resynthesis": 1} and built.changed_users == 1
     profile = snapshot(k, "acme", "u1").profile
     assert profile is not None
