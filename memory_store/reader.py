@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from memory_store.candidates import CandidateSource, CodebookUnavailableError, user_candidates
 from memory_store.catalogue import ItemCatalogue
 from memory_store.change_notice import ChangeNotice
 from memory_store.operations.extraction import Embedder, embed_all
@@ -35,6 +36,7 @@ from memory_store.reader_views import (
     UserMemoryView,
     Vector,
     check_k,
+    check_owners,
     item_text,
     unit_vector,
 )
@@ -77,6 +79,7 @@ class MemoryReader:
         dimension: int | None = None,
         query_cache: int = 1024,
         decay_in_event_time: bool = False,
+        codebook: CandidateSource | None = None,
     ) -> None:
         """``decay_in_event_time``: decay strengths to the user's newest event rather than the
         clock, for memories built from a replayed history (MovieLens is from the 1990s)."""
@@ -85,7 +88,7 @@ class MemoryReader:
         self._store, self._catalogue, self._embed = store, catalogue, embed
         self._cache_users, self._event_limit, self._clock = cache_users, event_limit, clock
         self._params = params or LifecycleParams()
-        self._event_time = decay_in_event_time
+        self._event_time, self._codebook = decay_in_event_time, codebook
         self._dim = dimension
         self._lock = threading.Lock()
         self._entries: OrderedDict[UserKey, _Entry] = OrderedDict()
@@ -159,6 +162,18 @@ class MemoryReader:
             ScoredChunk.of(entry.chunks[i], float(decayed[i]), float(similarity[i])) for i in order
         ]
 
+    def candidates(
+        self, tenant: str, user_id: str, k: int = 100, facets: Sequence[str] | None = None
+    ) -> list[str]:
+        """Item ids from the item codebook for the user's liked chunks and recent items, unseen
+        ones only (``memory_store.candidates``); CodebookUnavailableError without a codebook."""
+        check_k(k)
+        if self._codebook is None:
+            raise CodebookUnavailableError()
+        entry = self._entry((tenant, user_id))
+        memory = (entry.chunks, entry.matrix, entry.events)
+        return user_candidates(self._codebook, tenant, memory, self._decayed(entry), k, facets)
+
     def invalidate(self, notice: ChangeNotice) -> None:
         """Remember the highest version heard for the user; drop a cached entry below it."""
         key = (notice.tenant, notice.user_id)
@@ -214,13 +229,7 @@ class MemoryReader:
         return entry
 
     def _build(self, key: UserKey, snap: UserSnapshot, version: int) -> _Entry:
-        owners = {(snap.tenant, snap.user_id)}
-        owners.update((c.tenant, c.user_id) for c in snap.chunks)
-        owners.update((e.tenant, e.user_id) for e in snap.events)
-        if snap.profile is not None:
-            owners.add((snap.profile.tenant, snap.profile.user_id))
-        if owners != {key}:
-            raise RuntimeError(f"store returned memory of another tenant or user for {key}")
+        check_owners(key, snap)
         dim = self._dimension()
         matrix = np.zeros((len(snap.chunks), dim), dtype=np.float32)
         for row, chunk in enumerate(snap.chunks):

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from memory_store.events import Interaction, Item
 from memory_store.signals import item_facets
-from memory_store.tiers import PreferenceChunk, Profile
+from memory_store.tiers import PreferenceChunk, Profile, UserSnapshot
 
 __all__ = [
     "NO_VERSION",
@@ -29,6 +29,7 @@ __all__ = [
     "UserMemoryView",
     "Vector",
     "check_k",
+    "check_owners",
     "item_text",
     "unit_vector",
 ]
@@ -62,6 +63,17 @@ def check_k(k: int) -> None:
     """ValueError unless ``k`` (how many chunks to return) is a non-negative int."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
         raise ValueError(f"k must be a non-negative integer, not {k!r}")
+
+
+def check_owners(key: tuple[str, str], snap: UserSnapshot) -> None:
+    """RuntimeError if a snapshot holds memory of another tenant or user than ``key``."""
+    owners = {(snap.tenant, snap.user_id)}
+    owners.update((c.tenant, c.user_id) for c in snap.chunks)
+    owners.update((e.tenant, e.user_id) for e in snap.events)
+    if snap.profile is not None:
+        owners.add((snap.profile.tenant, snap.profile.user_id))
+    if owners != {key}:
+        raise RuntimeError(f"store returned memory of another tenant or user for {key}")
 
 
 class UnknownItemError(ValueError):

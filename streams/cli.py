@@ -178,6 +178,25 @@ def bench_planner(
     console.print_json(json.dumps(results))
 
 
+@bench_app.command("codebook")
+def bench_codebook(
+    items: Annotated[int, typer.Option(help="Synthetic 384-d items.")] = 1_000_000,
+    users: Annotated[int, typer.Option(help="User vectors queried per data set.")] = 200,
+    pool: Annotated[int, typer.Option(help="Candidates re-scored exactly per query.")] = 1000,
+    ml1m: Annotated[bool, typer.Option(help="Also run on the ML-1M movies.")] = True,
+    json_path: Annotated[Path, typer.Option("--json", help="Where to write the results.")] = Path(
+        "bench-results/codebook.json"
+    ),
+) -> None:
+    """Code-path candidates vs exact search vs LanceDB IVF_PQ: recall@100, speed, churn, cold."""
+    from streams.bench_codebook import run_codebook_bench
+
+    results = run_codebook_bench(items, console, users, pool, ml1m)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    console.print_json(json.dumps(results))
+
+
 @app.command("llm-serve")
 def llm_serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

@@ -1,4 +1,4 @@
-"""The read service rankers call: a user's memory and the beliefs matching a query, over HTTP.
+"""The read service rankers call: user memory, matching beliefs and candidate items, over HTTP.
 
 Each API key belongs to one tenant, and a key can only read its own tenant's
 users. Handlers are plain ``def``: FastAPI runs them in its thread pool, so a
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal
 
@@ -18,11 +19,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from memory_store.candidates import CodebookUnavailableError
+from memory_store.codebook.service import ItemCodebook, UnknownTenantError
 from memory_store.reader import MemoryReader, UnknownItemError
 from streams.settings import Settings
 
 __all__ = [
     "MAX_K",
+    "CandidatesOut",
     "ChunkOut",
     "EventOut",
     "MemoryOut",
@@ -39,6 +43,8 @@ log = logging.getLogger(__name__)
 MAX_K = 1000
 _MEMORY = "/v1/tenants/{tenant}/users/{user_id}/memory"
 _RETRIEVE = "/v1/tenants/{tenant}/users/{user_id}/retrieve"
+_CANDIDATES = "/v1/tenants/{tenant}/users/{user_id}/candidates"
+_SYNC_EVERY_S = 1.0  # how often the server indexes items the worker assigned
 
 
 class _Out(BaseModel):
@@ -111,6 +117,12 @@ class RetrieveOut(_Out):
     tenant: str
     user_id: str
     chunks: list[ScoredChunkOut] = Field(description="Best matches first.")
+
+
+class CandidatesOut(_Out):
+    tenant: str
+    user_id: str
+    items: list[str] = Field(description="Item ids, best first; the user's recent items left out.")
 
 
 class HealthOut(_Out):
@@ -186,7 +198,48 @@ def create_app(reader: MemoryReader, api_keys: Mapping[str, str]) -> FastAPI:
         chunks = [ScoredChunkOut.model_validate(c) for c in found]
         return RetrieveOut(tenant=tenant, user_id=user_id, chunks=chunks)
 
+    @app.get(
+        _CANDIDATES,
+        response_model=CandidatesOut,
+        dependencies=guard,
+        responses={
+            **_ERRORS,
+            404: {"model": ErrorOut, "description": "The tenant has no item codebook."},
+            503: {"model": ErrorOut, "description": "The server has no item codebook."},
+        },
+    )
+    def candidates(
+        tenant: Id,
+        user_id: Id,
+        k: Annotated[int, Query(ge=0, le=MAX_K)] = 100,
+        facets: Annotated[
+            list[str] | None,
+            Query(description="Facets to query, repeated or comma-separated (default: all)."),
+        ] = None,
+    ) -> CandidatesOut:
+        """Items for the user from the item codebook (no ANN search): the code paths of the
+        user's strongest liked chunks and recent items, re-scored exactly."""
+        wanted = [f.strip() for v in facets or () for f in v.split(",") if f.strip()] or None
+        try:
+            items = reader.candidates(tenant, user_id, k, wanted)
+        except CodebookUnavailableError as exc:
+            raise HTTPException(503, str(exc)) from exc
+        except UnknownTenantError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        return CandidatesOut(tenant=tenant, user_id=user_id, items=items)
+
     return app
+
+
+def _follow(codebook: ItemCodebook, stop: threading.Event) -> None:
+    """Index what the worker assigned, every ``_SYNC_EVERY_S``, until ``stop``."""
+    while not stop.wait(_SYNC_EVERY_S):
+        try:
+            codebook.sync()
+        except Exception:  # a failed look is retried at the next tick
+            log.exception("item codebook sync failed")
 
 
 def serve(settings: Settings) -> None:
@@ -194,6 +247,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from memory_store.catalogue import open_catalogue
+    from memory_store.codebook.persist import CodebookStore
     from memory_store.embedding import DIMENSION, MiniLMEmbedder
     from memory_store.store import open_store
     from streams.change_feed import ChangeFeed
@@ -203,6 +257,7 @@ def serve(settings: Settings) -> None:
         log.warning("no API keys configured (BELIEFSTREAM_API_KEYS): every request gets 401")
     embedder = MiniLMEmbedder()
     embedder(["warm up"])  # load the model now, not in the first request (seconds)
+    codebook = ItemCodebook(store=CodebookStore(settings.lancedb_uri))  # tenants load lazily
     reader = MemoryReader(
         open_store(settings.lancedb_uri),
         open_catalogue(settings.lancedb_uri, cache_ttl_s=60),
@@ -210,7 +265,10 @@ def serve(settings: Settings) -> None:
         cache_users=settings.reader_cache_users,
         dimension=DIMENSION,
         decay_in_event_time=settings.reader_event_time,
+        codebook=codebook,
     )
+    stop = threading.Event()
+    threading.Thread(target=_follow, args=(codebook, stop), daemon=True).start()
     # Users cached before the feed is positioned are dropped once it is.
     feed = ChangeFeed(settings, reader.invalidate, on_ready=reader.clear)
     feed.start()
@@ -222,4 +280,5 @@ def serve(settings: Settings) -> None:
             log_level=settings.log_level.lower(),
         )
     finally:
+        stop.set()
         feed.stop()

@@ -1,7 +1,10 @@
 """Multifaceted learned item index (MFLI): residual-quantized codebooks trained with the
 item embeddings, and a code-path index that serves candidates without ANN search.
 
-Pure torch; knows nothing of Kafka, the planner or LanceDB.
+The modules exported here are pure torch and know nothing of Kafka, the planner or
+LanceDB. ``persist`` keeps codes and models in LanceDB and ``service.ItemCodebook``
+ties it all together for the worker and the reader; import them from there (they
+are left out of this package's namespace so importing the core stays light).
 """
 
 from memory_store.codebook.index import Address, CodeIndex, LeafStats, Path, as_paths

@@ -61,11 +61,12 @@ class _Table:
     leaves: dict[Path, list[dict[str, None]]] = field(default_factory=dict)
     prefixes: dict[Path, dict[str, None]] = field(default_factory=dict)
 
-    def insert(self, item: str, path: Path, cap: int) -> Address:
+    def insert(self, item: str, path: Path, cap: int, slot: int | None = None) -> Address:
+        """Into the first sub-leaf with room, or at a known ``slot`` (restoring a saved index)."""
         subs = self.leaves.setdefault(path, [])
-        slot = next((i for i, sub in enumerate(subs) if len(sub) < cap), len(subs))
-        if slot == len(subs):
-            subs.append({})
+        if slot is None:
+            slot = next((i for i, sub in enumerate(subs) if len(sub) < cap), len(subs))
+        subs.extend({} for _ in range(slot + 1 - len(subs)))
         subs[slot][item] = None
         for depth in range(1, len(path)):
             self.prefixes.setdefault(path[:depth], {})[item] = None
@@ -153,6 +154,25 @@ class CodeIndex:
         codes = self.encoder.encode(facet, vectors)
         return self.insert(tenant, facet, dict(zip(items, as_paths(codes), strict=True)))
 
+    def restore(self, tenant: str, facet: str, entries: Iterable[tuple[str, Address]]) -> None:
+        """Replace the table with items at known addresses, in the order ``entries`` gives."""
+        table = _Table()
+        for item, addr in entries:
+            self._check(addr.path)
+            if addr.slot < 0:
+                raise ValueError(f"invalid slot {addr.slot}")
+            table.remove(item)
+            table.insert(item, addr.path, self.leaf_cap, addr.slot)
+            if len(table.leaves[addr.path][addr.slot]) > self.leaf_cap:
+                raise ValueError(f"sub-leaf {addr} would hold over {self.leaf_cap} items")
+        self._tables[(tenant, facet)] = table
+
+    def entries(self, tenant: str, facet: str) -> list[tuple[str, Address]]:
+        """Every item and its address in insertion order, which is every bucket's read order:
+        ``restore`` of this list rebuilds a table that answers queries identically."""
+        table = self._tables.get((tenant, facet))
+        return [] if table is None else list(table.address.items())
+
     def remove(self, tenant: str, items: Iterable[str], facet: str | None = None) -> None:
         """Drop items from one facet of a tenant, or from all its facets."""
         targets = list(items)
@@ -224,6 +244,26 @@ class CodeIndex:
                 if take(table.prefixes.get(path[:depth], {})):
                     return list(found)
         return list(found)
+
+    def gather(self, tenant: str, buckets: Iterable[tuple[str, Path]], k: int) -> list[str]:
+        """Up to ``k`` items from ``(facet, prefix)`` buckets read in the order the caller ranks
+        them: a full path reads its leaf (primary first), a shorter prefix all items under it."""
+        found: dict[str, None] = {}
+        seen: set[tuple[str, Path]] = set()
+        for facet, prefix in buckets:
+            table = self._tables.get((tenant, facet))
+            if table is None or (facet, prefix) in seen:
+                continue
+            seen.add((facet, prefix))
+            if len(prefix) == self.levels:
+                bucket: Iterable[str] = (i for sub in table.leaves.get(prefix, ()) for i in sub)
+            else:
+                bucket = table.prefixes.get(prefix, {})
+            for item in bucket:
+                if len(found) >= k:
+                    return list(found)
+                found[item] = None
+        return list(found)[: max(k, 0)]
 
     def leaf_stats(self, tenant: str, facet: str) -> LeafStats:
         """Leaf-size distribution (all sub-leaves of a path together)."""

@@ -11,8 +11,8 @@ that are co-engaged, not only items whose frozen vectors happen to be close.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +75,8 @@ class MultiFacetIndexModel(nn.Module):
         self.code_dim = code_dim
         self.levels = levels
         self.codebook_size = codebook_size
+        self.decay = decay
+        self.dead_after = dead_after
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.projections = nn.ModuleDict({f.name: _projection(f, code_dim) for f in facets})
@@ -95,6 +97,17 @@ class MultiFacetIndexModel(nn.Module):
     @property
     def facets(self) -> list[str]:
         return list(self.specs)
+
+    def config(self) -> dict[str, Any]:
+        """What builds an equal model (before ``load_state_dict``): facets, shape, EMA settings."""
+        return {
+            "facets": [asdict(spec) for spec in self.specs.values()],
+            "code_dim": self.code_dim,
+            "levels": self.levels,
+            "codebook_size": self.codebook_size,
+            "decay": self.decay,
+            "dead_after": self.dead_after,
+        }
 
     def quantizer(self, facet: str) -> ResidualVQ:
         rvq = self.quantizers[facet]
@@ -121,6 +134,12 @@ class MultiFacetIndexModel(nn.Module):
         """The ``beam`` nearest paths per query row, ``[n, B, L]``, best first."""
         paths, _ = self.quantizer(facet).beam_paths(self.embed(facet, x), beam)
         return paths
+
+    @torch.no_grad()
+    def query_levels(self, facet: str, x: Tensor, beam: int = 32) -> list[Tensor]:
+        """Per depth ``d``, the ``beam`` nearest prefixes of length ``d + 1``."""
+        levels = self.quantizer(facet).beam_levels(self.embed(facet, x), beam)
+        return [paths for paths, _ in levels]
 
     @torch.no_grad()
     def path_error(self, facet: str, x: Tensor, paths: Tensor) -> Tensor:

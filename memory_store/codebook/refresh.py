@@ -19,9 +19,19 @@ import torch
 from torch import Tensor
 
 from memory_store.codebook.index import CodeIndex, Path, as_paths
+from memory_store.codebook.item2vec import ItemVectors
 from memory_store.codebook.model import MultiFacetIndexModel
+from memory_store.codebook.train import TrainReport
 
-__all__ = ["RefreshPlan", "apply_refresh", "bounded_moves", "churn", "plan_refresh"]
+__all__ = [
+    "RefreshPlan",
+    "RefreshReport",
+    "apply_refresh",
+    "bounded_moves",
+    "churn",
+    "plan_facets",
+    "plan_refresh",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,31 @@ class RefreshPlan:
     moved: list[str]  # existing items whose path changed
     wanted: int  # existing items that cleared the margin (moved ≤ wanted)
     churn: float  # len(moved) / items present before and after
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    """What a refresh did, per facet: the bounded churn and what it would have been unbounded."""
+
+    version: int
+    churn: dict[str, float]  # items whose path changed / items present before and after
+    wanted: dict[str, float]  # items that would have moved without the bound, same base
+    replayed: int  # real-time assignments replayed onto the new index before the swap
+    train: TrainReport
+
+    @staticmethod
+    def of(
+        version: int,
+        plans: Mapping[str, RefreshPlan],
+        old_paths: Mapping[str, Mapping[str, Path]],
+        replayed: int,
+        train: TrainReport,
+    ) -> RefreshReport:
+        common = {f: len(old_paths[f].keys() & plan.paths.keys()) for f, plan in plans.items()}
+        wanted = {f: plan.wanted / max(common[f], 1) for f, plan in plans.items()}
+        return RefreshReport(
+            version, {f: p.churn for f, p in plans.items()}, wanted, replayed, train
+        )
 
 
 def churn(old_paths: Mapping[str, Path], new_paths: Mapping[str, Path]) -> float:
@@ -84,6 +119,29 @@ def plan_refresh(
         delta = model.path_error(facet, x, old) - model.path_error(facet, x, new)
         gain = {items[r]: float(d) for r, d in zip(rows, delta.tolist(), strict=True)}
     return bounded_moves(old_paths, proposed, gain, max_churn=max_churn, margin=margin)
+
+
+def plan_facets(
+    model: MultiFacetIndexModel,
+    items: Mapping[str, ItemVectors[str]],
+    old_paths: Mapping[str, Mapping[str, Path]],
+    *,
+    max_churn: float,
+    margin: float = 0.0,
+) -> dict[str, RefreshPlan]:
+    """``plan_refresh`` for every facet, each bounded on its own."""
+    return {
+        facet: plan_refresh(
+            model,
+            facet,
+            source.items,
+            source.vectors,
+            old_paths.get(facet, {}),
+            max_churn=max_churn,
+            margin=margin,
+        )
+        for facet, source in items.items()
+    }
 
 
 def apply_refresh(index: CodeIndex, tenant: str, facet: str, plan: RefreshPlan) -> None:

@@ -94,11 +94,25 @@ class ResidualVQ(nn.Module):
         Returns ``paths [n, B, L]`` and their squared errors ``[n, B]``. Queries use
         several paths so neighbours just across a code boundary are still found.
         """
+        return self.beam_levels(x, beam)[-1]
+
+    @torch.no_grad()
+    def beam_levels(self, x: Tensor, beam: int) -> list[tuple[Tensor, Tensor]]:
+        """The beam at every depth: entry ``d`` holds the best prefixes of length ``d + 1``.
+
+        Each is ``(paths [n, B_d, d + 1], squared errors [n, B_d])``, best first. A
+        query reads whole prefix buckets when its nearest leaves are thin, and the
+        beam at that depth says which prefixes are nearest (like IVF probing). The
+        greedy path (where ``encode`` files an item equal to the query) is always
+        kept, in place of the worst entry if the beam pruned it: a beam never loses
+        to greedy, and an item is always found by a query equal to its vector.
+        """
         n = x.shape[0]
         k = self.codebook_size
+        greedy = self.encode(x)
         residual = x.unsqueeze(1)  # [n, 1, d]
         paths = torch.zeros((n, 1, 0), dtype=torch.long, device=x.device)
-        errors = x.new_zeros((n, 1))
+        levels: list[tuple[Tensor, Tensor]] = []
         for layer in self._quantizers():
             width = residual.shape[1]
             dist = squared_distances(residual.reshape(n * width, -1), layer.embed)
@@ -115,7 +129,22 @@ class ResidualVQ(nn.Module):
             )
             chosen = residual.gather(1, parent.unsqueeze(-1).expand(-1, -1, residual.shape[-1]))
             residual = chosen - layer.decode(code)
-        return paths, errors
+            prefix = greedy[:, : paths.shape[-1]]
+            missing = ~(paths == prefix.unsqueeze(1)).all(-1).any(-1)
+            if bool(missing.any()):
+                own = x[missing] - self.decode(prefix[missing])
+                paths[missing, -1], residual[missing, -1] = prefix[missing], own
+                errors[missing, -1] = own.pow(2).sum(-1)
+                order = errors.argsort(dim=-1, stable=True)
+                errors, paths = errors.gather(1, order), paths.gather(1, _spread(order, paths))
+                residual = residual.gather(1, _spread(order, residual))
+            levels.append((paths, errors))
+        return levels
+
+
+def _spread(order: Tensor, like: Tensor) -> Tensor:
+    """``order [n, B]`` as a gather index over ``like [n, B, m]``."""
+    return order.unsqueeze(-1).expand(-1, -1, like.shape[-1])
 
 
 def utilisation(codes: Tensor, codebook_size: int) -> float:
