@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-ingest clean
+.PHONY: demo test lint bench-ingest eval clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,5 +30,8 @@ test: lint
 bench-ingest: $(STAMP)
 	$(BIN)/beliefstream bench ingest --events 50000 --json bench-results/ingest.json
 
+eval: $(STAMP)
+	$(BIN)/beliefstream eval --dataset ml-1m --json eval-results/ml-1m/eval.json
+
 clean:
-	rm -rf $(VENV) data bench-results
+	rm -rf $(VENV) data bench-results eval-results

@@ -197,6 +197,36 @@ def bench_codebook(
     console.print_json(json.dumps(results))
 
 
+@app.command("eval")
+def evaluate(
+    dataset: Annotated[str, typer.Option(help="ml-100k or ml-1m.")] = "ml-100k",
+    json_path: Annotated[Path, typer.Option("--json", help="Where to write the JSON.")] = Path(
+        "eval-results/eval.json"
+    ),
+    results: Annotated[
+        Path | None,
+        typer.Option(help="Folder for results.md and the plots (default: beside --json)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N events (a quick run).")
+    ] = None,
+    variant: Annotated[
+        list[str] | None, typer.Option(help="Run only these variants (repeatable).")
+    ] = None,
+) -> None:
+    """Replay a dataset through the real pipeline and rank held-out items per memory variant."""
+    from streams.eval import run_eval
+
+    run_eval(
+        dataset,
+        json_path,
+        results if results is not None else json_path.parent,
+        limit=limit,
+        variants=variant or None,
+        console=console,
+    )
+
+
 @app.command("llm-serve")
 def llm_serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

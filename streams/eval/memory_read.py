@@ -1,0 +1,78 @@
+"""Reading a worker's memory the way a ranker does, as the scorer's input.
+
+The strengths, polarities and the set of chunks come from ``MemoryReader`` (the
+ranker API), with ``decay_in_event_time`` on: MovieLens is from the 1990s, so
+decay runs to each user's newest event, as it did while the history was live.
+The read view carries no vectors, so the chunk and profile embeddings are taken
+from the same store by chunk id (one bulk ``read_snapshots`` per 500 users).
+The worker is stopped before this runs, so both reads see one memory version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from memory_store.catalogue import open_catalogue
+from memory_store.operations.extraction import Embedder
+from memory_store.reader import MemoryReader
+from memory_store.store import open_store
+from streams.eval.scorer import MemoryVectors, unit_rows
+
+__all__ = ["MemoryStats", "read_tiered_memory"]
+
+_SLICE = 500
+_ALL_CHUNKS = 1_000_000
+
+
+@dataclass(frozen=True)
+class MemoryStats:
+    """What the evaluated users' memories held."""
+
+    users: int
+    users_without_chunks: int
+    users_with_profile: int
+    chunks: int
+    dislike_chunks: int
+
+
+def read_tiered_memory(
+    uri: str, tenant: str, users: Sequence[str], embed: Embedder, dim: int
+) -> tuple[dict[str, MemoryVectors], MemoryStats]:
+    """Each user's chunks (decayed strength, polarity) and profile, as scorer vectors."""
+    store = open_store(uri)
+    reader = MemoryReader(
+        store, open_catalogue(uri), embed, cache_users=0, dimension=dim, decay_in_event_time=True
+    )
+    out: dict[str, MemoryVectors] = {}
+    empty = with_profile = chunks = dislikes = 0
+    for start in range(0, len(users), _SLICE):
+        part = list(users[start : start + _SLICE])
+        snapshots = store.read_snapshots([(tenant, u) for u in part], event_limit=0)
+        for user in part:
+            snap = snapshots[(tenant, user)]
+            vectors = {c.chunk_id: c.embedding for c in snap.chunks}
+            view = reader.get_user_memory(tenant, user, k=_ALL_CHUNKS)
+            missing = [c.chunk_id for c in view.chunks if c.chunk_id not in vectors]
+            if missing:
+                raise RuntimeError(f"memory of {user} changed between two reads: {missing[:3]}")
+            signs = [1.0 if c.polarity == "like" else -1.0 for c in view.chunks]
+            profile = None
+            if view.profile is not None and snap.profile is not None:
+                profile = unit_rows(snap.profile.embedding)[0]
+                with_profile += 1
+            if view.chunks:
+                memory = MemoryVectors(
+                    unit_rows([vectors[c.chunk_id] for c in view.chunks]),
+                    np.array([s * c.strength for s, c in zip(signs, view.chunks, strict=True)]),
+                    profile,
+                )
+            else:
+                memory = MemoryVectors(np.zeros((0, dim), np.float32), np.zeros(0), profile)
+                empty += 1
+            chunks += len(view.chunks)
+            dislikes += sum(s < 0 for s in signs)
+            out[user] = memory
+    return out, MemoryStats(len(users), empty, with_profile, chunks, dislikes)

@@ -1,0 +1,229 @@
+"""The evaluation's outputs: the JSON sections, the markdown table and the plots.
+
+Numbers are reported as measured, including the ones that go against the
+claims: each variant carries the count of evaluated users and the standard
+error of HR@10, because a time split of MovieLens leaves few users with events
+on both sides and small gaps between variants are noise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from streams.eval.cold import CodebookCold
+from streams.eval.metrics import RankingMetrics
+from streams.eval.pipeline import TieredRun
+from streams.eval.plots import bar_chart, scatter_chart
+from streams.eval.split import TimeSplit
+from streams.eval.variants import RECENT_EVENTS, Ranked
+
+__all__ = [
+    "COLD_REFERENCE",
+    "cold_section",
+    "markdown",
+    "scorer_section",
+    "split_section",
+    "variant_entry",
+    "write_outputs",
+]
+
+# Whose memory scores the cold items for the headline cold figures (first one run).
+COLD_REFERENCE = ("tiered_rules", "tiered_fixed", "tiered_llm", "flat", "recent", "sasrec",
+                  "popularity")  # fmt: skip
+
+_OPS_COUNTED = (
+    "beliefstream_ops_run_total summed over operations: consolidation and forgetting once per "
+    "user they ran for, resynthesis once per profile built; the absorb operations (extraction, "
+    "reinforcement, weakening) run on every batch in every tiered variant and are not counted; "
+    "the planner's sentinel user (see streams.eval.watch) is subtracted"
+)
+
+
+def _metrics(m: RankingMetrics) -> dict[str, Any]:
+    return {"hr_at_1": m.hr_at_1, "hr_at_10": m.hr_at_10, "ndcg_at_10": m.ndcg_at_10,
+            "users": m.users, "hr_at_10_se": m.hr_at_10_se,
+            "mean_rank_pct": m.mean_rank_pct}  # fmt: skip
+
+
+def variant_entry(
+    name: str, ranked: Ranked, run: TieredRun | None, wall_s: float, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``variants.<name>``: the metrics, the cost, and what produced them."""
+    entry = _metrics(ranked.metrics)
+    entry["cold_hr_at_10"] = ranked.cold_realtime.hr_at_10
+    entry["wall_s"] = round(wall_s, 2)
+    entry["ops"] = 0 if run is None else run.ops
+    entry["llm_calls"] = 0 if run is None else run.llm_calls
+    entry["llm_tokens"] = 0 if run is None else run.llm_tokens
+    details: dict[str, Any] = dict(extra)
+    if run is not None:
+        details |= {
+            "policy": run.policy, "ops_by_op": run.ops_by_op, "ops_counted": _OPS_COUNTED,
+            "plans_by_policy": run.plans_by_policy, "llm_fallbacks": run.fallbacks,
+            "deferred_ops_not_run": run.deferred_ops, "scheduled_ops_not_run": run.scheduled_ops,
+            "users_changed_by_maintenance": run.users_changed_by_maintenance,
+            "worker_exit_code": run.exit_code, "seconds": run.seconds,
+            "event_days_per_maintenance_round": run.event_days_per_round,
+        }  # fmt: skip
+        if run.policy == "llm":
+            details["users_planned_by_llm"] = run.plans_by_policy.get("llm", 0)
+            details["users_fallen_back_to_rules"] = run.plans_by_policy.get("rules", 0)
+    else:
+        details["ops_counted"] = "no memory lifecycle: 0"
+    entry["details"] = details
+    return entry
+
+
+def split_section(split: TimeSplit, items: int) -> dict[str, Any]:
+    return {
+        "method": "global_time",
+        "description": (
+            f"interactions in timestamp order; the first {split.train_fraction:.0%} are replayed "
+            "through the broker and worker, the rest held out; a user with events on both sides "
+            "is evaluated on their first held-out interaction with an item they did not see in "
+            "training; full ranking over every catalogue item, the user's training items excluded"
+        ),
+        "train_fraction": split.train_fraction,
+        "train_events": len(split.train),
+        "test_events": len(split.test),
+        "split_ts": split.split_ts,
+        "users_evaluated": len(split.targets),
+        "candidates": items,
+        "cold_targets": len(split.cold_targets),
+    }
+
+
+def scorer_section(profile_weight: float) -> dict[str, Any]:
+    return {
+        "formula": "score(item) = sum_c sign_c*strength_c*cos(item, c) + w*cos(item, profile)",
+        "profile_weight": profile_weight,
+        "item_vector": "MiniLM of 'Title (year). Genre, Genre, 1990s' (item_text + year)",
+        "tiered": "chunks and decayed strengths from MemoryReader.get_user_memory "
+        "(reader_event_time), chunk and profile embeddings from the store by chunk id",
+        "flat": "every training event of the user: item vector, signed evidence_weight; no profile",
+        "recent": f"the user's last {RECENT_EVENTS} training events, as flat",
+        "popularity": "training interaction counts",
+        "sasrec": "next-item logits of SASRec trained on the training sequences",
+        "source_of_flat_events": "the raw training split (the events every worker was sent)",
+    }
+
+
+def cold_section(
+    ranked: Mapping[str, Ranked],
+    runs: Mapping[str, TieredRun],
+    codebook: CodebookCold | None = None,
+    codebook_error: str | None = None,
+) -> dict[str, Any]:
+    """``cold``: HR@10 on items first seen after the cut, indexed in real time or not.
+
+    With the item codebook the headline figures are its candidates (see
+    ``streams.eval.cold``); without it, the content scorer's full ranking, where
+    ``rebuild_only`` cannot rank an item missing from the catalogue at the cut.
+    """
+    reference = next((v for v in COLD_REFERENCE if v in ranked), None)
+    use_codebook = codebook is not None and reference in codebook.realtime
+    per_variant: dict[str, Any] = {}
+    for name, r in ranked.items():
+        per_variant[name] = {
+            "content_scorer": {
+                "realtime": r.cold_realtime.hr_at_10,
+                "rebuild_only": r.cold_rebuild_only.hr_at_10,
+                "realtime_mean_rank_pct": r.cold_realtime.mean_rank_pct,
+            }
+        }
+        if codebook is not None and name in codebook.realtime:
+            per_variant[name]["codebook"] = {
+                "realtime": codebook.realtime[name].hr_at_10,
+                "rebuild_only": codebook.rebuild_only[name].hr_at_10,
+            }
+    section: dict[str, Any] = {
+        "method": "codebook" if use_codebook else "content_scorer",
+        "metric": "cold_hr_at_10",
+        "targets_definition": (
+            "every held-out interaction of an evaluated user whose item had no training "
+            "interaction (first seen after the cut)"
+        ),
+        "definition": _COLD_CODEBOOK if use_codebook else _COLD_CONTENT,
+        "variant": reference,
+        "per_variant": per_variant,
+    }
+    if reference is not None:
+        chosen = per_variant[reference]["codebook" if use_codebook else "content_scorer"]
+        section |= {"realtime": chosen["realtime"], "rebuild_only": chosen["rebuild_only"],
+                    "targets": ranked[reference].cold_realtime.users}  # fmt: skip
+    if codebook is not None:
+        section["codebook"] = {"items_at_cut": codebook.items_at_cut,
+                               "items_assigned_in_real_time": codebook.items_assigned,
+                               "fit_s": round(codebook.fit_s, 2)}  # fmt: skip
+    if codebook_error is not None:
+        section["codebook_error"] = codebook_error
+    run = next(iter(runs.values()), None)
+    if run is not None:
+        section["catalogue_at_cut"] = len(run.catalogue_at_cut)
+        section["catalogue_after_realtime_items"] = len(run.catalogue_after)
+    return section
+
+
+_COLD_CONTENT = (
+    "content scorer over every catalogue item; realtime: items first seen after the cut are in "
+    "the catalogue (produced to the items topic after the cut and stored by the worker) and "
+    "ranked like any other; rebuild_only: candidates are the catalogue at the cut only, so a "
+    "cold item cannot be ranked (a miss, by construction)"
+)
+_COLD_CODEBOOK = (
+    "ItemCodebook fitted at the cut on the content vectors of the items known then, queried "
+    "with the user's scorer query vector for 10 candidates (training items excluded); "
+    "realtime: every later item filed with assign() as it arrives; rebuild_only: no assign, "
+    "so a cold item is never a candidate"
+)
+
+
+def markdown(result: Mapping[str, Any]) -> str:
+    """The results table and the notes needed to read it."""
+    split = result["split"]
+    lines = [
+        f"# Replay evaluation: {result['dataset']}"
+        + (f" (first {result['limit']} events)" if result.get("limit") else ""),
+        "",
+        f"Global time split: {split['train_events']} events replayed, {split['test_events']} held "
+        f"out; {split['users_evaluated']} users evaluated on their next interaction; full ranking "
+        f"over {split['candidates']} items. Wall time {result['wall_s']:.0f} s.",
+        "",
+        "| variant | HR@1 | HR@10 (± se) | NDCG@10 | mean rank pct | ops | LLM calls | LLM tokens "
+        "| wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in result["variants"].items():
+        lines.append(
+            f"| {name} | {v['hr_at_1']:.4f} | {v['hr_at_10']:.4f} ± {v['hr_at_10_se']:.4f} | "
+            f"{v['ndcg_at_10']:.4f} | {v['mean_rank_pct']:.3f} | {v['ops']} | {v['llm_calls']} | "
+            f"{v['llm_tokens']} | "
+            f"{v['wall_s']:.1f} |"
+        )
+    cold = result["cold"]
+    if cold.get("variant"):
+        lines += ["", f"Cold items ({cold['method']}, memory of {cold['variant']}, "
+                  f"{cold['targets']} targets): cold HR@10 real-time {cold['realtime']:.4f}, "
+                  f"rebuild-only {cold['rebuild_only']:.4f}."]  # fmt: skip
+    lines += ["", "Mean rank pct: the target's rank among the candidates as a fraction (0 = first, "
+              "0.5 = chance); HR@10 ± one binomial standard error."]  # fmt: skip
+    lines += ["", f"Scorer: `{result['scorer']['formula']}`, w = "
+              f"{result['scorer']['profile_weight']}.", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def write_outputs(result: Mapping[str, Any], json_file: Path, out_dir: Path) -> None:
+    """The JSON, ``results.md``, ``ndcg_at_10.png`` and ``quality_vs_ops.png``."""
+    json_file.parent.mkdir(parents=True, exist_ok=True)
+    json_file.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    (out_dir / "results.md").write_text(markdown(result))
+    variants = result["variants"]
+    names = list(variants)
+    bar_chart(out_dir / "ndcg_at_10.png", f"NDCG@10 on {result['dataset']}", names,
+              [variants[n]["ndcg_at_10"] for n in names])  # fmt: skip
+    scatter_chart(out_dir / "quality_vs_ops.png", f"NDCG@10 vs lifecycle operations, "
+                  f"{result['dataset']}", [(n, float(variants[n]["ops"]),
+                  variants[n]["ndcg_at_10"]) for n in names], "operations run")  # fmt: skip
