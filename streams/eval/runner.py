@@ -165,6 +165,7 @@ def run_eval(
                 wall = time.monotonic() - mark
                 results[name] = variant_entry(name, ranked[name], runs.get(name), wall, extra)
                 bar.advance(overall)
+            bar.remove_task(stage)
     finally:
         if broker is not None:
             broker.stop()
