@@ -101,9 +101,9 @@ class IngestWorker:
         self.stopping = False
         self.app = faust_app(settings)
         self.app.on_before_shutdown.connect(self._on_before_shutdown)
-        self._dlq = self._raw_topic(settings.topic_dlq)
-        self._items_dlq = self._raw_topic(settings.topic_items_dlq)
-        self._changes = self._raw_topic(settings.topic_changes)
+        self._dlq = self.raw_topic(settings.topic_dlq)
+        self._items_dlq = self.raw_topic(settings.topic_items_dlq)
+        self._changes = self.raw_topic(settings.topic_changes)
         self.app.timer(settings.compact_every_s)(self._compact_on_timer)
         self.planner: PlannerLoop | None = None
         if settings.policy == "fixed":
@@ -113,7 +113,7 @@ class IngestWorker:
 
             self.planner = Loop(self)
             self.app.timer(settings.maintain_every_s)(self._plan_on_timer)
-        self.app.agent(self._raw_topic(settings.topic_items), name="items")(self._consume_items)
+        self.app.agent(self.raw_topic(settings.topic_items), name="items")(self._consume_items)
         if settings.ingest_engine == "faust-agent":
             from streams.agent_engine import install_agent_engine
 
@@ -123,17 +123,15 @@ class IngestWorker:
 
             install_batch_engine(self)
 
-    def _raw_topic(self, name: str) -> Any:
+    def raw_topic(self, name: str) -> Any:
         return self.app.topic(name, value_serializer="raw", key_serializer="raw")
-
-    raw_topic = _raw_topic
 
     async def partitions_assigned(self, partitions: set[int]) -> None:
         """The interactions partitions this worker now owns (after every rebalance)."""
         if self.planner is not None:
             self.planner.own(partitions)
 
-    async def _send_all(self, topic: Any, messages: list[tuple[Any, bytes, Any]]) -> None:
+    async def send_all(self, topic: Any, messages: list[tuple[Any, bytes, Any]]) -> None:
         """Send (key, value, headers) messages and wait until the broker has them all."""
         deliveries = [
             await topic.send(key=key, value=value, headers=headers)
@@ -144,18 +142,12 @@ class IngestWorker:
 
     async def _dead_letters(self, topic: Any, dead: list[DeadLetter]) -> None:
         letters = [(d.source.key, d.source.value or b"", dead_letter_headers(d)) for d in dead]
-        await self._send_all(topic, letters)
-
-    async def send_all(self, topic: Any, messages: list[tuple[Any, bytes, Any]]) -> None:
-        await self._send_all(topic, messages)
+        await self.send_all(topic, letters)
 
     async def publish_notices(self, notices: list[Notice]) -> None:
-        await self._publish_notices(notices)
-
-    async def _publish_notices(self, notices: list[Notice]) -> None:
         """Tell readers whose memory changed; done before the batch may commit."""
         batched = encode_notices([ChangeNotice(*n) for n in notices])
-        await self._send_all(self._changes, [(key, value, None) for key, value in batched])
+        await self.send_all(self._changes, [(key, value, None) for key, value in batched])
         self.metrics.notices_sent.inc(len(notices))
 
     async def handle(self, messages: list[Consumed]) -> BatchOutcome:
@@ -166,7 +158,7 @@ class IngestWorker:
         outcome = await asyncio.wrap_future(self.writer.write(messages))
         self.metrics.batch_write_seconds.observe(outcome.write_seconds)
         await self._dead_letters(self._dlq, outcome.dead)
-        await self._publish_notices(outcome.notices)
+        await self.publish_notices(outcome.notices)
         self.metrics.users_changed.labels("absorb").inc(outcome.changed_users)
         self.metrics.consumed.inc(outcome.consumed)
         self.metrics.batch_size.observe(outcome.consumed)
@@ -253,7 +245,7 @@ class IngestWorker:
         """The fixed-interval policy: maintain every user touched since the last pass."""
         try:
             outcome = await asyncio.wrap_future(self.writer.maintain())
-            await self._publish_notices(outcome.notices)
+            await self.publish_notices(outcome.notices)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

@@ -105,18 +105,12 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     log_level: str = "WARNING"
 
-    @field_validator("extractor_genres", mode="before")
+    @field_validator("tenants", "extractor_genres", mode="before")
     @classmethod
-    def _split_genres(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
+        """A comma-separated string from the environment; pydantic then makes the set/tuple."""
         if isinstance(value, str):
-            return tuple(g.strip() for g in value.split(",") if g.strip())
-        return value
-
-    @field_validator("tenants", mode="before")
-    @classmethod
-    def _split_tenants(cls, value: object) -> object:
-        if isinstance(value, str):
-            return frozenset(t.strip() for t in value.split(",") if t.strip())
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @property

@@ -177,8 +177,8 @@ def _ready() -> MemoryKeeper:
 
 
 def _write(rows: list[tuple[Any, ...]], limits: Limits) -> BatchOutcome:
-    rows_ = list(map(Consumed._make, rows))
-    return decode_and_write(_ready(), rows_, time.time(), limits, observe)
+    messages = list(map(Consumed._make, rows))
+    return decode_and_write(_ready(), messages, time.time(), limits, observe)
 
 
 def _write_items(rows: list[tuple[Any, ...]], limits: Limits) -> ItemsOutcome:
