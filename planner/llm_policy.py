@@ -138,6 +138,7 @@ class LLMPolicy:
         batch_size: int = 4,
         timeout_s: float | None = 30.0,
         menu: tuple[WhenOption, ...] = WHEN_MENU,
+        round_s: float | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -147,6 +148,10 @@ class LLMPolicy:
         self.batch_size = batch_size
         self.timeout_s = timeout_s
         self.menu = menu
+        # One ``decide`` call starts no model call after this long (the one running may
+        # finish); the users it did not reach go to the fallback ("deadline"), so a
+        # planner round stays on time however slow the model.
+        self.round_s = round_s
         self.stats = LLMStats()
 
     @property
@@ -163,9 +168,14 @@ class LLMPolicy:
             else:
                 plans[i] = new_plan(self.name, [s.key], [], s.now, self.backend.model)
                 self.stats.idle_plans += 1
+        deadline = None if self.round_s is None else time.monotonic() + self.round_s
         for start in range(0, len(asked), self.batch_size):
             batch = asked[start : start + self.batch_size]
-            for (i, _, _), plan in zip(batch, self._decide_batch(batch), strict=True):
+            if deadline is not None and time.monotonic() >= deadline:
+                decided = [self._fall_back(s, "deadline") for _, s, _ in batch]
+            else:
+                decided = self._decide_batch(batch)
+            for (i, _, _), plan in zip(batch, decided, strict=True):
                 plans[i] = plan
         return [plans[i] for i in range(len(summaries))]
 

@@ -48,8 +48,10 @@ def planned(s: UserSummary, op: Operation, when: When, reason: str) -> PlannedOp
 class FixedIntervalPolicy:
     """The baseline: absorb new events at once, maintain every ``every_s`` seconds.
 
-    Like the worker's timer, maintenance visits only users with events since it
-    last ran for them (``only_touched``), and then runs all three maintenance ops.
+    Maintenance visits only users with events since it last ran for them
+    (``only_touched``), and then runs all three maintenance ops. In the worker
+    the planner's round is the interval (``every_s`` 0): every user touched since
+    the last round is maintained, whatever the event time says.
     """
 
     every_s: float
@@ -68,11 +70,16 @@ class FixedIntervalPolicy:
             for op in ABSORB_OPS
             if s.events_since[op] > 0
         ]
+        why = (
+            f"fixed interval of {self.every_s:g}s elapsed"
+            if self.every_s > 0
+            else "fixed pass: touched since the last pass"
+        )
         for op in MAINTAIN_OPS:
             ago = s.seconds_since[op]
             due = ago is None or ago >= self.every_s
             if due and (s.events_since[op] > 0 or not self.only_touched):
-                ops.append(planned(s, op, Now(), f"fixed interval of {self.every_s:g}s elapsed"))
+                ops.append(planned(s, op, Now(), why))
         return ops
 
 

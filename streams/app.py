@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Future
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import faust
 
@@ -24,11 +26,9 @@ from memory_store.change_notice import ChangeNotice, encode_notices
 from streams.batch import Consumed, DeadLetter, dead_letter_headers
 from streams.contract import Limits
 from streams.metrics import WorkerMetrics
+from streams.planning import PlannerLoop
 from streams.settings import Settings
 from streams.writer import BatchOutcome, LLMConfig, MaintainOutcome, MemoryWriter, Notice
-
-if TYPE_CHECKING:
-    from streams.planning import PlannerLoop
 
 __all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
 
@@ -62,7 +62,16 @@ def faust_app(settings: Settings) -> faust.App:
         producer_max_batch_size=16384,
         web_enabled=False,
         store="memory://",
+        # Tables live in memory: Faust's data folder holds nothing, so keep it out of the cwd.
+        datadir=str(_faust_dir() / "{conf.id}-data"),
     )
+
+
+def _faust_dir() -> Path:
+    """A folder for Faust's (empty) data dirs; Faust itself creates only the last level."""
+    folder = Path(tempfile.gettempdir()) / "beliefstream-faust"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def _credentials(settings: Settings) -> Any:
@@ -105,14 +114,8 @@ class IngestWorker:
         self._items_dlq = self.raw_topic(settings.topic_items_dlq)
         self._changes = self.raw_topic(settings.topic_changes)
         self.app.timer(settings.compact_every_s)(self._compact_on_timer)
-        self.planner: PlannerLoop | None = None
-        if settings.policy == "fixed":
-            self.app.timer(settings.maintain_every_s)(self._maintain_on_timer)
-        else:
-            from streams.planning import PlannerLoop as Loop
-
-            self.planner = Loop(self)
-            self.app.timer(settings.maintain_every_s)(self._plan_on_timer)
+        self.planner = PlannerLoop(self)
+        self.app.timer(settings.maintain_every_s)(self._plan_on_timer)
         self.app.agent(self.raw_topic(settings.topic_items), name="items")(self._consume_items)
         if settings.ingest_engine == "faust-agent":
             from streams.agent_engine import install_agent_engine
@@ -128,8 +131,7 @@ class IngestWorker:
 
     async def partitions_assigned(self, partitions: set[int]) -> None:
         """The interactions partitions this worker now owns (after every rebalance)."""
-        if self.planner is not None:
-            self.planner.own(partitions)
+        self.planner.own(partitions)
 
     async def send_all(self, topic: Any, messages: list[tuple[Any, bytes, Any]]) -> None:
         """Send (key, value, headers) messages and wait until the broker has them all."""
@@ -195,8 +197,7 @@ class IngestWorker:
         self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any
     ) -> None:
         self.stopping = True
-        if self.planner is not None:
-            self.planner.close()
+        self.planner.close()
 
     def die(self, exc: BaseException) -> None:
         """End the process at once: nothing of the failed batch may be committed.
@@ -241,20 +242,8 @@ class IngestWorker:
         except BaseException as exc:
             self.die(exc)
 
-    async def _maintain_on_timer(self) -> None:
-        """The fixed-interval policy: maintain every user touched since the last pass."""
-        try:
-            outcome = await asyncio.wrap_future(self.writer.maintain())
-            await self.publish_notices(outcome.notices)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self.die(exc)
-        self.record_maintenance(outcome)
-
     async def _plan_on_timer(self) -> None:
-        """The planner's round (rules or llm) instead of the fixed pass."""
-        assert self.planner is not None
+        """The planner's round: whichever policy (fixed, rules, llm) decides, the loop runs it."""
         try:
             await self.planner.tick()
         except asyncio.CancelledError:

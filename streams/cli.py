@@ -168,11 +168,20 @@ def bench_planner(
     json_path: Annotated[Path, typer.Option("--json", help="Where to write the results.")] = Path(
         "bench-results/planner.json"
     ),
+    openai_url: Annotated[
+        str | None,
+        typer.Option(help="Also bench the openai backend at this URL (e.g. llm-serve's /v1)."),
+    ] = None,
+    openai_model: Annotated[str, typer.Option(help="The model name to ask for.")] = "",
+    openai_key: Annotated[
+        str, typer.Option(envvar="BELIEFSTREAM_LLM_API_KEY", help="Bearer key, if any.")
+    ] = "",
 ) -> None:
     """Decisions/s, p99 latency, LLM calls, tokens and fallbacks of each planner policy."""
-    from streams.bench_planner import run_planner_bench
+    from streams.bench_planner import OpenAIEndpoint, run_planner_bench
 
-    results = run_planner_bench(users, console, llm_users, batch, cache_dir)
+    endpoint = None if openai_url is None else OpenAIEndpoint(openai_url, openai_model, openai_key)
+    results = run_planner_bench(users, console, llm_users, batch, cache_dir, endpoint)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     console.print_json(json.dumps(results))

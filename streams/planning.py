@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from planner.budget import Budget
 from planner.llm_policy import LLMPolicy
 from planner.plan import AfterEvents, At, Now, Plan
-from planner.policies import MAINTAIN_OPS, Policy, RulesPolicy
+from planner.policies import MAINTAIN_OPS, FixedIntervalPolicy, Policy, RulesPolicy
 from planner.summary import UserSummary
 from streams.plan_scheduler import PlanScheduler, ScheduledOp, partition_for
 from streams.planning_child import Deferred, Request
@@ -37,11 +37,16 @@ log = logging.getLogger(__name__)
 
 
 def build_policy(settings: Settings) -> Policy:
-    """The configured policy: rules, or the LLM (local model or an OpenAI-compatible URL)."""
+    """The configured policy: fixed, rules, or the LLM (local model or an OpenAI-compatible URL).
+
+    ``fixed`` is the baseline: each round maintains every user touched since the last.
+    """
+    if settings.policy == "fixed":
+        return FixedIntervalPolicy(every_s=0.0)
     if settings.policy == "rules":
         return RulesPolicy()
     if settings.policy != "llm":
-        raise ValueError(f"the planner loop runs rules or llm, not {settings.policy!r}")
+        raise ValueError(f"unknown planner policy {settings.policy!r}")
     from pathlib import Path
 
     if settings.llm_backend == "openai":
@@ -56,8 +61,13 @@ def build_policy(settings: Settings) -> Policy:
         cache = None if settings.llm_cache_dir is None else Path(settings.llm_cache_dir)
         backend = LocalLLM.load(cache)
     budget = Budget(settings.llm_calls_per_min, settings.llm_tokens_per_min)
+    # A round's decisions take at most one round interval: rounds stay on time.
     return LLMPolicy(
-        backend, budget, batch_size=settings.llm_users_per_call, timeout_s=settings.llm_timeout_s
+        backend,
+        budget,
+        batch_size=settings.llm_users_per_call,
+        timeout_s=settings.llm_timeout_s,
+        round_s=settings.maintain_every_s,
     )
 
 

@@ -3,28 +3,45 @@
 The writer child owns the memory, so it is where a user's snapshot is read,
 summarised for the policy, and where the chosen operations run. The policy
 itself (the LLM may take seconds) runs in the worker's main process between a
-``plan_round`` and a ``run_planned`` call. Clocks live in this process's memory:
-after a restart a user's first summary says its operations never ran, which
-only makes the policy look at it sooner.
+``plan_round`` and a ``run_requests`` call.
+
+Clocks and "after N events" deferrals are saved to a ``PlannerStateStore`` at
+every round and loaded the first time a user is seen after a start, so a
+restart neither forgets when an operation last ran nor drops a deferral. A
+crash loses at most the event counts of one round; replayed batches count
+again (the counts steer when to look, not what the memory holds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from memory_store.keeper import MaintainResult, MemoryKeeper
 from memory_store.lifecycle import PlannedStep
+from memory_store.planner_state import PlannerStateStore
 from memory_store.store import UserKey
 from memory_store.tiers import Operation
 from planner.plan import PlannedOp, params_for
 from planner.policies import ABSORB_OPS
-from planner.summary import OperationClock, UserSummary, summarize
+from planner.summary import LastRun, OperationClock, UserSummary, summarize
 
-__all__ = ["Deferred", "PlanRound", "Request", "defer", "observe", "plan_round", "run_requests"]
+__all__ = [
+    "Deferred",
+    "PlanRound",
+    "PlanningState",
+    "Request",
+    "Waiting",
+    "decode_state",
+    "encode_state",
+]
 
 Request = tuple[str, str, str, dict[str, float], str, str]
 """(tenant, user id, operation, args, plan id, why): one operation to run; plain for pickling."""
+
+Waiting = list[tuple[int, Request]]
+"""One user's deferred operations: (events_total at which it is due, request)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,68 +60,133 @@ class PlanRound:
     due: list[Request] = field(default_factory=list)
 
 
-_clocks: dict[UserKey, OperationClock] = {}
-# Per user: (events_total at which it is due, request).
-_waiting: dict[UserKey, list[tuple[int, Request]]] = {}
+def encode_state(clock: OperationClock, waiting: Waiting) -> str:
+    """One user's clock and deferrals as the JSON document the state store keeps."""
+    runs = {op.value: [run.ts, run.events_total] for op, run in clock.runs.items()}
+    return json.dumps(
+        {"events_total": clock.events_total, "runs": runs, "waiting": waiting},
+        separators=(",", ":"),
+    )
 
 
-def observe(keeper: MemoryKeeper, per_user: dict[UserKey, int]) -> None:
-    """Count a batch's events; absorb ran on them already (extraction to weakening)."""
-    for key, n in per_user.items():
-        clock = _clocks.get(key, OperationClock()).observed(n)
-        now = keeper.watermarks.get(key[0], 0.0)
-        for op in ABSORB_OPS:
-            clock = clock.ran(op, now)
-        _clocks[key] = clock
-
-
-def plan_round(keeper: MemoryKeeper, max_users: int | None) -> PlanRound:
-    """Summaries of the users touched since the last round, and deferred work now due."""
-    due: list[Request] = []
-    for key, waiting in list(_waiting.items()):
-        total = _clocks.get(key, OperationClock()).events_total
-        due += [r for at, r in waiting if total >= at]
-        left = [(at, r) for at, r in waiting if total < at]
-        if left:
-            _waiting[key] = left
-        else:
-            del _waiting[key]
-    keys = keeper.take_dirty(max_users)
-    if not keys:
-        return PlanRound([], due)
-    snapshots = keeper.store.read_snapshots(keys, keeper.params.max_events_per_user * 2)
-    summaries = [
-        summarize(
-            snapshots[key],
-            _clocks.get(key, OperationClock()),
-            keeper.now_for(key[0], snapshots[key]),
-            keeper.params,
-        )
-        for key in keys
+def decode_state(document: str) -> tuple[OperationClock, Waiting]:
+    """The inverse of ``encode_state``."""
+    raw = json.loads(document)
+    runs = {Operation(op): LastRun(float(ts), int(n)) for op, (ts, n) in raw["runs"].items()}
+    waiting: Waiting = [
+        (int(at), (t, u, op, {k: float(v) for k, v in args.items()}, plan_id, why))
+        for at, (t, u, op, args, plan_id, why) in raw["waiting"]
     ]
-    return PlanRound(summaries, due)
+    return OperationClock(int(raw["events_total"]), runs), waiting
 
 
-def defer(deferred: Sequence[Deferred]) -> None:
-    """Hold operations until their users have ``n`` more events (a newer plan adds, not drops)."""
-    for d in deferred:
-        key = (d.request[0], d.request[1])
-        at = _clocks.get(key, OperationClock()).events_total + d.n
-        _waiting.setdefault(key, []).append((at, d.request))
+class PlanningState:
+    """The clocks and deferrals of the users this writer has seen, backed by a state store."""
 
+    def __init__(self, store: PlannerStateStore) -> None:
+        self._store = store
+        self._clocks: dict[UserKey, OperationClock] = {}
+        self._waiting: dict[UserKey, Waiting] = {}
+        self._changed: set[UserKey] = set()
 
-def run_requests(keeper: MemoryKeeper, requests: Sequence[Request]) -> MaintainResult:
-    """Run the planned maintenance operations and mark them on their users' clocks."""
-    by_user: dict[UserKey, list[PlannedStep]] = {}
-    for tenant, user_id, op_name, args, plan_id, why in requests:
-        planned = PlannedOp(op=Operation(op_name), tenant=tenant, user_id=user_id, args=args)
-        step = PlannedStep(planned.op, params_for(planned, keeper.params), plan_id, why)
-        by_user.setdefault((tenant, user_id), []).append(step)
-    result = keeper.run_planned(list(by_user.items()))
-    for key, steps in by_user.items():
-        clock = _clocks.get(key, OperationClock())
-        now = keeper.watermarks.get(key[0], 0.0)
-        for step in steps:
-            clock = clock.ran(step.op, now)
-        _clocks[key] = clock
-    return result
+    def clock(self, key: UserKey) -> OperationClock:
+        return self._clocks.get(key, OperationClock())
+
+    def waiting(self, key: UserKey) -> Waiting:
+        return list(self._waiting.get(key, ()))
+
+    def _load(self, keys: Iterable[UserKey]) -> None:
+        """Bring users not seen since the start in from the store (one read for all)."""
+        unseen = [k for k in dict.fromkeys(keys) if k not in self._clocks]
+        if not unseen:
+            return
+        saved = self._store.load(unseen)
+        for key in unseen:
+            clock, waiting = decode_state(saved[key]) if key in saved else (OperationClock(), [])
+            self._clocks[key] = clock
+            if waiting:
+                self._waiting[key] = waiting
+
+    def _set(self, key: UserKey, clock: OperationClock) -> None:
+        self._clocks[key] = clock
+        self._changed.add(key)
+
+    def observe(self, keeper: MemoryKeeper, per_user: dict[UserKey, int]) -> None:
+        """Count a batch's events; absorb ran on them already (extraction to weakening)."""
+        self._load(per_user)
+        for key, n in per_user.items():
+            clock = self._clocks[key].observed(n)
+            now = keeper.watermarks.get(key[0], 0.0)
+            for op in ABSORB_OPS:
+                clock = clock.ran(op, now)
+            self._set(key, clock)
+
+    def plan_round(self, keeper: MemoryKeeper, max_users: int | None) -> PlanRound:
+        """Summaries of the users touched since the last round, and deferred work now due."""
+        due: list[Request] = []
+        for key, waiting in list(self._waiting.items()):
+            total = self.clock(key).events_total
+            ready = [r for at, r in waiting if total >= at]
+            if not ready:
+                continue
+            due += ready
+            left = [(at, r) for at, r in waiting if total < at]
+            if left:
+                self._waiting[key] = left
+            else:
+                del self._waiting[key]
+            self._changed.add(key)
+        keys = keeper.take_dirty(max_users)
+        self._load(keys)
+        summaries = []
+        if keys:
+            snapshots = keeper.store.read_snapshots(keys, keeper.params.max_events_per_user * 2)
+            summaries = [
+                summarize(
+                    snapshots[key],
+                    self.clock(key),
+                    keeper.now_for(key[0], snapshots[key]),
+                    keeper.params,
+                )
+                for key in keys
+            ]
+        self.save()
+        return PlanRound(summaries, due)
+
+    def defer(self, deferred: Sequence[Deferred]) -> None:
+        """Hold operations until their users have ``n`` more events (a newer plan adds)."""
+        self._load((d.request[0], d.request[1]) for d in deferred)
+        for d in deferred:
+            key = (d.request[0], d.request[1])
+            at = self.clock(key).events_total + d.n
+            self._waiting.setdefault(key, []).append((at, d.request))
+            self._changed.add(key)
+
+    def run_requests(self, keeper: MemoryKeeper, requests: Sequence[Request]) -> MaintainResult:
+        """Run the planned maintenance operations and mark them on their users' clocks."""
+        by_user: dict[UserKey, list[PlannedStep]] = {}
+        for tenant, user_id, op_name, args, plan_id, why in requests:
+            planned = PlannedOp(op=Operation(op_name), tenant=tenant, user_id=user_id, args=args)
+            step = PlannedStep(planned.op, params_for(planned, keeper.params), plan_id, why)
+            by_user.setdefault((tenant, user_id), []).append(step)
+        result = keeper.run_planned(list(by_user.items()))
+        self._load(by_user)
+        for key, steps in by_user.items():
+            clock = self.clock(key)
+            now = keeper.watermarks.get(key[0], 0.0)
+            for step in steps:
+                clock = clock.ran(step.op, now)
+            self._set(key, clock)
+        self.save()
+        return result
+
+    def save(self) -> None:
+        """Write the users whose clock or deferrals changed since the last save."""
+        if not self._changed:
+            return
+        changed = sorted(self._changed)
+        self._store.save({k: encode_state(self.clock(k), self.waiting(k)) for k in changed})
+        self._changed.clear()
+
+    def compact(self) -> None:
+        self._store.compact()

@@ -60,12 +60,12 @@ class Settings(BaseSettings):
     # Memory-change notices (key tenant\x1fuser, value {"tenant", "user_id", "version"}):
     # emitted after each stored batch, consumed by readers to invalidate their caches.
     topic_changes: str = "memory.changes"
-    # The lifecycle: consolidation, forgetting and resynthesis for users touched since the
-    # last pass, every maintain_every_s (the fixed-interval baseline policy).
+    # The planner's round: every maintain_every_s the users touched since the last round
+    # are summarised and the policy decides their consolidation, forgetting, resynthesis.
     maintain_every_s: float = Field(default=30.0, gt=0)
-    # Who decides each user's maintenance: "fixed" (every maintain_every_s for users touched
-    # since: the baseline), "rules" or "llm" (the planner, every maintain_every_s for the users
-    # touched since; plans go to topic_plans, later operations to the scheduler's job store).
+    # Who decides: "fixed" (all three for every touched user each round: the baseline),
+    # "rules" or "llm" (only what the summary calls for, now, after N events or at a time).
+    # Every policy's plans go to topic_plans; later operations to the scheduler's job store.
     policy: Literal["fixed", "rules", "llm"] = "fixed"
     topic_plans: str = "plans"
     # The persistent job store of planned operations (one table per partition); default: a

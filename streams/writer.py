@@ -26,11 +26,11 @@ from memory_store.catalogue import open_catalogue
 from memory_store.embedding import MiniLMEmbedder
 from memory_store.keeper import CachedEmbedder, MaintainResult, MemoryKeeper
 from memory_store.operations import Narrator
+from memory_store.planner_state import open_planner_state
 from memory_store.store import UserKey, open_store
 from streams.batch import Consumed, DeadLetter, split_batch, split_items
 from streams.contract import Limits
-from streams.planning_child import Deferred, PlanRound, Request, defer, observe, plan_round
-from streams.planning_child import run_requests as run_planned_requests
+from streams.planning_child import Deferred, PlanningState, PlanRound, Request
 
 __all__ = [
     "BatchOutcome",
@@ -124,6 +124,7 @@ class LLMConfig:
 
 
 _narrator: Any = None
+_planning: PlanningState | None = None
 
 
 def _keeper_for(uri: str, config: LLMConfig) -> MemoryKeeper:
@@ -151,6 +152,8 @@ def _keeper_for(uri: str, config: LLMConfig) -> MemoryKeeper:
 def _open(uri: str, config: LLMConfig) -> None:
     global _keeper
     _keeper = _keeper_for(uri, config)
+    global _planning
+    _planning = PlanningState(open_planner_state(uri))
     # Each batch allocates ~10 objects per event and keeps none: collect young
     # objects less often, and never rescan what start-up loaded (~15% per event).
     gc.freeze()
@@ -171,6 +174,11 @@ def _warm_up() -> None:
     _ready().embed(["warm up"])
 
 
+def _planner() -> PlanningState:
+    assert _planning is not None, "writer process not initialised"
+    return _planning
+
+
 def _ready() -> MemoryKeeper:
     assert _keeper is not None, "writer process not initialised"
     return _keeper
@@ -178,7 +186,7 @@ def _ready() -> MemoryKeeper:
 
 def _write(rows: list[tuple[Any, ...]], limits: Limits) -> BatchOutcome:
     messages = list(map(Consumed._make, rows))
-    return decode_and_write(_ready(), messages, time.time(), limits, observe)
+    return decode_and_write(_ready(), messages, time.time(), limits, _planner().observe)
 
 
 def _write_items(rows: list[tuple[Any, ...]], limits: Limits) -> ItemsOutcome:
@@ -190,17 +198,14 @@ def _write_items(rows: list[tuple[Any, ...]], limits: Limits) -> ItemsOutcome:
     return ItemsOutcome(stored, dead, tagging)
 
 
-def _maintain(max_users: int | None) -> MaintainOutcome:
-    return _maintained(lambda keeper: keeper.maintain(max_users))
-
-
 def _plan_round(max_users: int | None) -> PlanRound:
-    return plan_round(_ready(), max_users)
+    return _planner().plan_round(_ready(), max_users)
 
 
 def _run_planned(requests: list[Request], deferred: list[Deferred]) -> MaintainOutcome:
-    defer(deferred)
-    return _maintained(lambda keeper: run_planned_requests(keeper, requests))
+    planning = _planner()
+    planning.defer(deferred)
+    return _maintained(lambda keeper: planning.run_requests(keeper, requests))
 
 
 def _maintained(run: Callable[[MemoryKeeper], MaintainResult]) -> MaintainOutcome:
@@ -223,6 +228,7 @@ def _maintained(run: Callable[[MemoryKeeper], MaintainResult]) -> MaintainOutcom
 
 def _compact() -> None:
     _ready().compact()
+    _planner().compact()
 
 
 class MemoryWriter:
@@ -249,9 +255,6 @@ class MemoryWriter:
 
     def write_items(self, messages: list[Consumed]) -> Future[ItemsOutcome]:
         return self._pool.submit(_write_items, list(map(tuple, messages)), self._limits)
-
-    def maintain(self, max_users: int | None = None) -> Future[MaintainOutcome]:
-        return self._pool.submit(_maintain, max_users)
 
     def plan_round(self, max_users: int | None = None) -> Future[PlanRound]:
         return self._pool.submit(_plan_round, max_users)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 
 from memory_store.operations import template_narrative
 from planner.backend import Choice, Script
@@ -26,6 +27,7 @@ from planner.llm_policy import LLMPolicy
 from planner.llm_serve import script_for_schema
 from planner.narrator import LLMNarrator, grounded
 from planner.plan import Plan, validate_plan
+from streams.bench_planner import OpenAIEndpoint, run_planner_bench
 from streams.broker import free_port
 from tests.integration.test_planner_llm import NOW, chunk, crafted
 
@@ -180,3 +182,15 @@ def test_requests_it_cannot_honour_are_refused_clearly(served: Served) -> None:
     assert post(served, {"messages": messages, "stream": True}).status_code == 400
     assert post(served, {"messages": messages}, key="wrong").status_code == 401
     assert post(served, {"messages": messages}, key=None).status_code == 401
+
+
+def test_bench_planner_measures_the_openai_backend(served: Served, llm_cache_dir: Path) -> None:
+    endpoint = OpenAIEndpoint(served.url, "", KEY, SLOW_CPU_S)  # model: whatever it serves
+    results = run_planner_bench(20, Console(quiet=True), 4, 4, llm_cache_dir, endpoint)
+    remote, local = results["llm_openai"], results["llm_local"]
+    assert remote["model"] == served.model and remote["url"] == served.url
+    assert remote["llm_calls"] >= 1 and remote["prompt_tokens"] > 0
+    assert remote["decisions_per_s"] > 0 and remote["p99_ms"] >= remote["p50_ms"] > 0
+    # The same users, the same model: the JSON framing costs prompt tokens over the local call.
+    assert remote["llm_plans"] + remote["fallback_plans"] + remote["idle_plans"] == 4
+    assert remote["prompt_tokens"] > local["prompt_tokens"]

@@ -9,6 +9,10 @@ from typing import Any
 
 import pytest
 
+from memory_store.planner_state import LancePlannerState
+from memory_store.tiers import Operation
+from planner.summary import OperationClock
+from streams.planning_child import decode_state
 from streams.settings import Settings
 from tests.integration.conftest import encode, produce, read_topic
 from tests.integration.test_memory_pipeline import item, memory, rating
@@ -134,3 +138,37 @@ def test_two_workers_share_the_job_store_and_only_the_owner_holds_a_job(
         timeout=30,
     )
     assert second.stop() == 0 and first.stop() == 0
+
+
+def saved_clock(settings: Settings, user_id: str) -> OperationClock:
+    (document,) = LancePlannerState(settings.lancedb_uri).load([("acme", user_id)]).values()
+    return decode_state(document)[0]
+
+
+def test_the_fixed_baseline_plans_too_and_clocks_survive_a_restart(
+    settings: Settings, start_worker: Any
+) -> None:
+    settings = settings.model_copy(update={"maintain_every_s": 0.5, "policy": "fixed"})
+    with_items(settings)
+    produce(settings, encode([rating(n, 3, 5 * n % 40, 5.0) for n in range(6)]))
+    first = start_worker(settings)
+    first.wait_for(lambda: first.metric("beliefstream_maintained_users_total") >= 1, timeout=90)
+    assert first.metric('beliefstream_plans_total{policy="fixed"}') >= 1
+    assert first.stop() == 0
+    plans = [r for r in plan_records(settings, expected=2) if r["type"] == "plan"]
+    assert plans[0]["policy"] == "fixed" and plans[0]["users"] == [["acme", "user-3"]]
+    assert {o["op"] for o in plans[0]["ops"]} >= {"consolidation", "forgetting", "resynthesis"}
+    assert {o["reason"] for o in plans[0]["ops"] if o["op"] == "resynthesis"} == {
+        "fixed pass: touched since the last pass"
+    }
+    clock = saved_clock(settings, "user-3")
+    assert clock.events_total >= 6 and Operation.RESYNTHESIS in clock.runs
+
+    produce(settings, encode([rating(n, 3, 5 * n % 40, 4.0) for n in range(6, 10)]))
+    second = start_worker(settings)
+    second.wait_for(lambda: second.metric("beliefstream_maintained_users_total") >= 1, timeout=90)
+    assert second.stop() == 0
+    # The restarted writer went on counting from the saved clock instead of from zero.
+    after = saved_clock(settings, "user-3")
+    assert after.events_total >= clock.events_total + 4
+    assert after.runs[Operation.RESYNTHESIS].ts >= clock.runs[Operation.RESYNTHESIS].ts

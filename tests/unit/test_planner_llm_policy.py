@@ -129,6 +129,40 @@ def test_a_spent_budget_hands_the_users_to_rules() -> None:
     assert len(backend.scripts) == 1
 
 
+class SlowBackend(FakeBackend):
+    """Takes ``seconds`` per call (advancing a fake clock) and records each call's timeout."""
+
+    def __init__(self, clock: list[float], seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+        self.timeouts: list[float | None] = []
+
+    def choose(
+        self, system: str, user: str, script: Script, timeout_s: float | None = None
+    ) -> ChoiceResult:
+        self.timeouts.append(timeout_s)
+        self.clock[0] += self.seconds
+        return super().choose(system, user, script, timeout_s)
+
+
+def test_a_round_asks_the_model_only_until_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("planner.llm_policy.time.monotonic", lambda: clock[0])
+    backend = SlowBackend(clock, seconds=4.0)
+    policy = LLMPolicy(backend, unlimited(), batch_size=2, timeout_s=30.0, round_s=10.0)
+    users = [user(i) for i in range(8)]
+    plans = policy.decide(users)
+    # Calls start at t=0, 4 and 8; the one at 8 may finish (12 > 10); none starts after.
+    assert backend.timeouts == [30.0, 30.0, 30.0]
+    assert [p.fallback for p in plans] == [None] * 6 + ["deadline"] * 2
+    assert [p.policy for p in plans[6:]] == ["rules", "rules"]
+    assert plans[7].ops == RulesPolicy().decide([users[7]])[0].ops
+    assert policy.stats.fallbacks == {"deadline": 2} and policy.stats.calls == 3
+    # Without a round limit the same backend is asked about everyone.
+    unbounded = LLMPolicy(SlowBackend(clock, 4.0), unlimited(), batch_size=2, timeout_s=30.0)
+    assert all(p.fallback is None for p in unbounded.decide(users))
+
+
 def test_a_call_larger_than_the_token_budget_is_not_made() -> None:
     policy = LLMPolicy(FakeBackend(), Budget(calls_per_min=10, tokens_per_min=99))
     (plan,) = policy.decide([user(1)])

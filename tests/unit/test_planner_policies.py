@@ -58,6 +58,17 @@ def test_fixed_skips_untouched_users_like_the_worker() -> None:
     assert set(ops(plan)) == {Op.CONSOLIDATION, Op.FORGETTING, Op.RESYNTHESIS}
 
 
+def test_the_workers_fixed_pass_maintains_every_touched_user_each_round() -> None:
+    """every_s 0: the round is the interval, whatever the event time says."""
+    just_now = {op: 0.0 for op in Operation}
+    touched = {op: 1 for op in (Op.CONSOLIDATION, Op.FORGETTING, Op.RESYNTHESIS)}
+    (plan,) = FixedIntervalPolicy(every_s=0.0).decide([user(touched, seconds_since=just_now)])
+    assert ops(plan) == {op: NOW_ for op in touched}
+    assert {o.reason for o in plan.ops} == {"fixed pass: touched since the last pass"}
+    (plan,) = FixedIntervalPolicy(every_s=0.0).decide([user(seconds_since=just_now)])
+    assert plan.ops == ()
+
+
 def test_fixed_runs_what_never_ran() -> None:
     never: dict[Operation, float | None] = {op: None for op in Operation}
     (plan,) = FixedIntervalPolicy(every_s=1e9).decide([user(EVERYTHING, seconds_since=never)])

@@ -1,0 +1,124 @@
+"""The writer's planner state: clocks and deferrals survive a restart through the state store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from memory_store.keeper import MemoryKeeper
+from memory_store.planner_state import InMemoryPlannerState, LancePlannerState
+from memory_store.tiers import Operation
+from planner.summary import LastRun, OperationClock
+from streams.planning_child import (
+    Deferred,
+    PlanningState,
+    Request,
+    Waiting,
+    decode_state,
+    encode_state,
+)
+from tests.unit.test_keeper import OLD, keeper, records
+from tests.unit.test_tier_store import catalogue, some_events
+
+RESYNTH: Request = ("acme", "u1", "resynthesis", {}, "plan-1", "plan plan-1 by rules: drift")
+
+
+def ingested(k: MemoryKeeper, state: PlanningState, start: int, n: int) -> None:
+    """A batch through the keeper, counted on the planner's clocks as the writer does."""
+    result = k.ingest(records(some_events("acme", "u1", start, n, OLD + start)))
+    state.observe(k, result.per_user)
+
+
+@given(
+    total=st.integers(0, 10**9),
+    runs=st.dictionaries(
+        st.sampled_from(list(Operation)),
+        st.tuples(st.floats(0, 2e9, allow_nan=False), st.integers(0, 10**6)),
+    ),
+    waiting=st.lists(
+        st.tuples(st.integers(0, 10**6), st.text(max_size=8), st.floats(0.0, 1.0)), max_size=4
+    ),
+)
+def test_a_state_document_decodes_to_what_was_encoded(
+    total: int, runs: dict[Operation, tuple[float, int]], waiting: list[tuple[int, str, float]]
+) -> None:
+    clock = OperationClock(total, {op: LastRun(ts, n) for op, (ts, n) in runs.items()})
+    held: Waiting = [
+        (at, ("t", user, "forgetting", {"min_strength": x}, "p", "why")) for at, user, x in waiting
+    ]
+    assert decode_state(encode_state(clock, held)) == (clock, held)
+
+
+def test_clocks_survive_a_restart(tmp_path: Path) -> None:
+    k = keeper(tmp_path)
+    k.add_items(list(catalogue("acme").values()))
+    store = InMemoryPlannerState()
+    first = PlanningState(store)
+    ingested(k, first, 0, 6)
+    (summary,) = first.plan_round(k, None).summaries
+    assert summary.events_total == 6 and summary.events_since[Operation.RESYNTHESIS] == 6
+    first.run_requests(k, [RESYNTH])
+    assert first.clock(("acme", "u1")).runs[Operation.RESYNTHESIS].events_total == 6
+
+    restarted = PlanningState(store)  # a new writer process over the same store
+    ingested(k, restarted, 6, 4)
+    (summary,) = restarted.plan_round(k, None).summaries
+    assert summary.events_total == 10
+    # Resynthesis ran 4 events ago, not "never": the restart did not reset the clock.
+    assert summary.events_since[Operation.RESYNTHESIS] == 4
+    assert summary.seconds_since[Operation.RESYNTHESIS] is not None
+    assert summary.events_since[Operation.CONSOLIDATION] == 10
+
+
+def test_a_deferral_survives_a_restart_and_comes_due_once(tmp_path: Path) -> None:
+    k = keeper(tmp_path)
+    k.add_items(list(catalogue("acme").values()))
+    store = InMemoryPlannerState()
+    first = PlanningState(store)
+    ingested(k, first, 0, 5)
+    first.plan_round(k, None)
+    first.defer([Deferred(RESYNTH, 3)])
+    first.run_requests(k, [])  # the writer saves with every run
+    assert first.waiting(("acme", "u1")) == [(8, RESYNTH)]
+
+    restarted = PlanningState(store)
+    ingested(k, restarted, 5, 2)
+    assert restarted.plan_round(k, None).due == []  # 7 < 8
+    ingested(k, restarted, 7, 1)
+    assert restarted.plan_round(k, None).due == [RESYNTH]
+    assert restarted.plan_round(k, None).due == []
+    # ... and once due it is gone from the store too: another restart does not run it again.
+    again = PlanningState(store)
+    ingested(k, again, 8, 5)
+    assert again.plan_round(k, None).due == []
+
+
+def test_only_changed_users_are_saved(tmp_path: Path) -> None:
+    k = keeper(tmp_path)
+    store = InMemoryPlannerState()
+    state = PlanningState(store)
+    ingested(k, state, 0, 3)
+    state.plan_round(k, None)
+    saves = store.saves
+    state.plan_round(k, None)  # nothing happened since
+    state.run_requests(k, [])
+    assert store.saves == saves
+
+
+def test_the_lance_state_store_overwrites_and_keeps_tenants_apart(tmp_path: Path) -> None:
+    store = LancePlannerState(str(tmp_path))
+    assert store.load([("acme", "u1")]) == {}  # no table yet
+    store.save({("acme", "u1"): "a1", ("globex", "u1"): "g1"})
+    store.save({("acme", "u1"): "a2"})
+    store.save({("acme", "u1"): "a2"})  # a replayed save changes nothing
+    assert store.load([("acme", "u1"), ("globex", "u1"), ("acme", "u2")]) == {
+        ("acme", "u1"): "a2",
+        ("globex", "u1"): "g1",
+    }
+    assert store.load([("initech", "u1")]) == {}
+    store.compact()
+    reopened = LancePlannerState(str(tmp_path))
+    assert reopened.load([("acme", "u1")]) == {("acme", "u1"): "a2"}
+    assert reopened._open(create=False).count_rows() == 2
