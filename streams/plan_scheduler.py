@@ -112,6 +112,10 @@ class PlanScheduler:
             with contextlib.suppress(JobLookupError):
                 self._scheduler.remove_job(op.job_id, jobstore=self._alias(partition))
 
+    def job_ids(self) -> set[str]:
+        """Ids of the jobs waiting in the stores this worker owns (one read per store)."""
+        return {job.id for job in self._scheduler.get_jobs()}
+
     def pending(self) -> int:
         """Jobs waiting in the stores this worker owns (the scheduler queue size)."""
         return len(self._scheduler.get_jobs())

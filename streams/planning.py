@@ -134,6 +134,7 @@ class PlannerLoop:
         metrics = self.worker.metrics
         now_requests: list[Request] = []
         deferred: list[Deferred] = []
+        scheduled: set[str] | None = None  # read once, and only if an operation runs now
         for plan, s in zip(plans, summaries, strict=True):
             metrics.plans.labels(plan.policy).inc()
             for op in plan.ops:
@@ -144,16 +145,20 @@ class PlannerLoop:
                 request: Request = (op.tenant, op.user_id, op.op.value, dict(op.args),
                                     plan.plan_id, why)  # fmt: skip
                 when = op.when
+                partition = partition_for(op.user_id.encode(), self.settings.partitions)
+                later = ScheduledOp(op.tenant, op.user_id, op.op.value, plan.plan_id,
+                                    dict(op.args), why)  # fmt: skip
                 if isinstance(when, Now):
                     now_requests.append(request)
+                    scheduled = self.scheduler.job_ids() if scheduled is None else scheduled
+                    if later.job_id in scheduled:  # running now settles a later schedule
+                        self.scheduler.cancel(later, partition)
                 elif isinstance(when, AfterEvents):
                     deferred.append(Deferred(request, when.n))
-                elif isinstance(when, At):
-                    scheduled = ScheduledOp(op.tenant, op.user_id, op.op.value, plan.plan_id,
-                                            dict(op.args), why)  # fmt: skip
-                    partition = partition_for(op.user_id.encode(), self.settings.partitions)
-                    if not self.scheduler.schedule(scheduled, partition, when.ts - s.now):
-                        log.warning("not scheduling %s: partition %d moved", op.user_id, partition)
+                elif isinstance(when, At) and not self.scheduler.schedule(
+                    later, partition, when.ts - s.now
+                ):
+                    log.warning("not scheduling %s: partition %d moved", op.user_id, partition)
         metrics.scheduled_ops.set(self.scheduler.pending())
         return now_requests, deferred
 

@@ -154,16 +154,38 @@ class PlanningState:
         return PlanRound(summaries, due)
 
     def defer(self, deferred: Sequence[Deferred]) -> None:
-        """Hold operations until their users have ``n`` more events (a newer plan adds)."""
+        """Hold operations until their users have ``n`` more events.
+
+        A newer plan's deferral of an operation replaces the user's older one of the
+        same operation: plans made round after round must not pile up repeats.
+        """
         self._load((d.request[0], d.request[1]) for d in deferred)
         for d in deferred:
             key = (d.request[0], d.request[1])
             at = self.clock(key).events_total + d.n
+            self._drop_waiting(key, {d.request[2]})
             self._waiting.setdefault(key, []).append((at, d.request))
             self._changed.add(key)
 
+    def _drop_waiting(self, key: UserKey, ops: set[str]) -> None:
+        """Forget the user's deferred runs of ``ops`` (superseded, or just run)."""
+        waiting = self._waiting.get(key)
+        if not waiting:
+            return
+        left = [(at, r) for at, r in waiting if r[2] not in ops]
+        if len(left) == len(waiting):
+            return
+        if left:
+            self._waiting[key] = left
+        else:
+            del self._waiting[key]
+        self._changed.add(key)
+
     def run_requests(self, keeper: MemoryKeeper, requests: Sequence[Request]) -> MaintainResult:
-        """Run the planned maintenance operations and mark them on their users' clocks."""
+        """Run the planned maintenance operations and mark them on their users' clocks.
+
+        An operation that runs also settles any deferred run of it for that user.
+        """
         by_user: dict[UserKey, list[PlannedStep]] = {}
         for tenant, user_id, op_name, args, plan_id, why in requests:
             planned = PlannedOp(op=Operation(op_name), tenant=tenant, user_id=user_id, args=args)
@@ -177,6 +199,7 @@ class PlanningState:
             for step in steps:
                 clock = clock.ran(step.op, now)
             self._set(key, clock)
+            self._drop_waiting(key, {step.op.value for step in steps})
         self.save()
         return result
 

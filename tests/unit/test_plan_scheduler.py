@@ -31,9 +31,9 @@ def test_only_owned_partitions_take_jobs_and_a_newer_plan_replaces_the_older(
         assert not sched.schedule(OP, 2, 3600)
         assert sched.schedule(OP, 1, 3600) and sched.pending() == 1
         assert sched.schedule(ScheduledOp("acme", "u1", "forgetting", "plan-2"), 1, 60)
-        assert sched.pending() == 1
+        assert sched.pending() == 1 and sched.job_ids() == {OP.job_id}
         sched.cancel(OP, 1)
-        assert sched.pending() == 0
+        assert sched.pending() == 0 and sched.job_ids() == set()
     finally:
         sched.shutdown()
 

@@ -95,6 +95,21 @@ def test_a_deferral_survives_a_restart_and_comes_due_once(tmp_path: Path) -> Non
     assert again.plan_round(k, None).due == []
 
 
+def test_a_newer_deferral_replaces_the_older_and_a_run_settles_it(tmp_path: Path) -> None:
+    k = keeper(tmp_path)
+    state = PlanningState(InMemoryPlannerState())
+    ingested(k, state, 0, 5)
+    forget: Request = ("acme", "u1", "forgetting", {}, "plan-0", "plan plan-0 by llm: soon")
+    state.defer([Deferred(RESYNTH, 20), Deferred(forget, 20)])
+    ingested(k, state, 5, 2)
+    newer: Request = ("acme", "u1", "resynthesis", {}, "plan-2", "plan plan-2 by rules: drift")
+    state.defer([Deferred(newer, 20)])
+    # One pending resynthesis (the newer plan's, counted from now), the forgetting untouched.
+    assert sorted(state.waiting(("acme", "u1"))) == [(25, forget), (27, newer)]
+    state.run_requests(k, [("acme", "u1", "forgetting", {}, "plan-3", "plan plan-3: now")])
+    assert state.waiting(("acme", "u1")) == [(27, newer)]
+
+
 def test_only_changed_users_are_saved(tmp_path: Path) -> None:
     k = keeper(tmp_path)
     store = InMemoryPlannerState()
