@@ -24,6 +24,7 @@ import faust
 
 from memory_store.change_notice import ChangeNotice, encode_notices
 from streams.batch import Consumed, DeadLetter, dead_letter_headers
+from streams.codebook_child import CodebookParams, IndexOutcome, UpkeepOutcome
 from streams.contract import Limits
 from streams.metrics import WorkerMetrics
 from streams.planning import PlannerLoop
@@ -105,7 +106,7 @@ class IngestWorker:
             genres=settings.extractor_genres,
             cache_dir=settings.llm_cache_dir,
         )
-        self.writer = MemoryWriter(settings.lancedb_uri, limits, llm)
+        self.writer = MemoryWriter(settings.lancedb_uri, limits, llm, CodebookParams.of(settings))
         self._commits_since_compact = 0
         self.stopping = False
         self.app = faust_app(settings)
@@ -125,6 +126,7 @@ class IngestWorker:
             from streams.batch_engine import install_batch_engine
 
             install_batch_engine(self)
+        self.app.timer(settings.codebook_check_s)(self._codebook_on_timer)
 
     def raw_topic(self, name: str) -> Any:
         return self.app.topic(name, value_serializer="raw", key_serializer="raw")
@@ -220,7 +222,8 @@ class IngestWorker:
     async def _consume_items(self, stream: Any) -> None:
         """The items agent: catalogue batches into the item table, bad ones to its dead letters."""
         try:
-            async for events in stream.take_events(1000, self.settings.batch_seconds):
+            # A short window: an item is waited for by rankers (freshness), not by throughput.
+            async for events in stream.take_events(1000, min(self.settings.batch_seconds, 0.1)):
                 batch = list(events)
                 for event in batch:
                     event.message.incref()
@@ -233,6 +236,7 @@ class IngestWorker:
                 for event in batch:
                     event.ack()
                 self.metrics.items_stored.inc(outcome.stored)
+                self.record_indexing(outcome.codebook)
                 for outcome_name, count in outcome.tagging.items():
                     self.metrics.items_tagged.labels(outcome_name).inc(count)
                 for letter in outcome.dead:
@@ -260,6 +264,41 @@ class IngestWorker:
             self.metrics.narratives.labels(source).inc(count)
         for op, count in outcome.ops.items():
             self.metrics.ops_run.labels(op).inc(count)
+
+    def record_indexing(self, outcome: IndexOutcome) -> None:
+        self.metrics.codebook_items.labels("indexed").inc(outcome.indexed)
+        self.metrics.codebook_items.labels("unindexed").inc(outcome.unindexed)
+        for seconds in outcome.assign_seconds:
+            self.metrics.codebook_assign_seconds.observe(seconds)
+
+    async def _codebook_on_timer(self) -> None:
+        """Fit the item codebook of tenants that have enough data, refresh those due (in the
+        writer child: the interactions batches queue behind it meanwhile)."""
+        try:
+            outcome = await asyncio.wrap_future(self.writer.codebook_upkeep())
+        except asyncio.CancelledError:
+            raise
+        except BrokenExecutor as exc:
+            self.die(exc)
+            return
+        except Exception as exc:
+            self.metrics.codebook_updates.labels("error").inc()
+            log.error("item codebook upkeep failed; the next one retries: %r", exc)
+            return
+        self.record_upkeep(outcome)
+
+    def record_upkeep(self, outcome: UpkeepOutcome) -> None:
+        m = self.metrics
+        m.codebook_updates.labels("fit").inc(len(outcome.fitted))
+        m.codebook_updates.labels("refresh").inc(len(outcome.refreshed))
+        m.codebook_updates.labels("error").inc(len(outcome.failed))
+        for f in outcome.facets:
+            m.codebook_indexed.labels(f.tenant, f.facet).set(f.items)
+            m.codebook_utilisation.labels(f.tenant, f.facet).set(f.utilisation)
+            for quantile, size in (("p50", f.leaf_p50), ("p99", f.leaf_p99), ("max", f.leaf_max)):
+                m.codebook_leaf_size.labels(f.tenant, f.facet, quantile).set(size)
+            if f.churn is not None:
+                m.codebook_churn.labels(f.tenant, f.facet).set(f.churn)
 
     async def _compact_on_timer(self) -> None:
         self._schedule_compaction()

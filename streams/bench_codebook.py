@@ -34,6 +34,7 @@ from memory_store.candidates import CONTENT
 from memory_store.codebook.item2vec import ItemVectors
 from memory_store.codebook.service import ItemCodebook
 from memory_store.codebook.serving import CodebookConfig
+from streams._bench_codebook_fresh import run_freshness
 from streams._bench_codebook_ml1m import run_movielens
 from streams._bench_codebook_parts import (
     MAX_CHURN,
@@ -167,9 +168,15 @@ def run_synthetic(
 
 
 def run_codebook_bench(
-    items: int, console: Console, users: int = 200, pool: int = 1000, movielens: bool = True
+    items: int,
+    console: Console,
+    users: int = 200,
+    pool: int = 1000,
+    movielens: bool = True,
+    freshness_probes: int = 20,
 ) -> dict[str, Any]:
-    """Synthetic first (its figures are also the top-level ones), then ML-1M."""
+    """Synthetic first (its figures are also the top-level ones), then ML-1M, then freshness
+    through the broker, the worker and the HTTP server (``freshness_probes`` items; 0: skip)."""
     torch.set_num_threads(1)
     results: dict[str, Any] = {"k": K, "users": users, "pool": pool, "torch_threads": 1,
                                "machine_cpus": os.cpu_count()}  # fmt: skip
@@ -181,6 +188,9 @@ def run_codebook_bench(
     results["ivf_pq_speedup_vs_exact"] = results["synthetic"]["ivf_pq"]["speedup_vs_exact"]
     if movielens:
         results["ml1m"] = run_movielens(users, pool, console)
+    if freshness_probes > 0:
+        results["freshness"] = run_freshness(freshness_probes, console)
+        results["freshness_p99_s"] = results["freshness"]["freshness_p99_s"]
     _print(console, results)
     return results
 

@@ -193,14 +193,18 @@ def bench_codebook(
     users: Annotated[int, typer.Option(help="User vectors queried per data set.")] = 200,
     pool: Annotated[int, typer.Option(help="Candidates re-scored exactly per query.")] = 1000,
     ml1m: Annotated[bool, typer.Option(help="Also run on the ML-1M movies.")] = True,
+    freshness_probes: Annotated[
+        int, typer.Option(help="Items timed from the broker to candidates over HTTP (0: skip).")
+    ] = 20,
     json_path: Annotated[Path, typer.Option("--json", help="Where to write the results.")] = Path(
         "bench-results/codebook.json"
     ),
 ) -> None:
-    """Code-path candidates vs exact search vs LanceDB IVF_PQ: recall@100, speed, churn, cold."""
+    """Code-path candidates vs exact search vs LanceDB IVF_PQ: recall@100, speed, churn, cold;
+    freshness of a new item through the broker, the worker and the HTTP server."""
     from streams.bench_codebook import run_codebook_bench
 
-    results = run_codebook_bench(items, console, users, pool, ml1m)
+    results = run_codebook_bench(items, console, users, pool, ml1m, freshness_probes)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     console.print_json(json.dumps(results))

@@ -44,7 +44,9 @@ MAX_K = 1000
 _MEMORY = "/v1/tenants/{tenant}/users/{user_id}/memory"
 _RETRIEVE = "/v1/tenants/{tenant}/users/{user_id}/retrieve"
 _CANDIDATES = "/v1/tenants/{tenant}/users/{user_id}/candidates"
-_SYNC_EVERY_S = 1.0  # how often the server indexes items the worker assigned
+# How often the server indexes items the worker assigned: two small LanceDB reads per loaded
+# tenant (a few ms), so a new item is a candidate well within 1 s of its batch's flush.
+_SYNC_EVERY_S = 0.2
 
 
 class _Out(BaseModel):

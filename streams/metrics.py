@@ -174,6 +174,53 @@ class WorkerMetrics:
             "Memory-change notices published for readers' caches.",
             registry=r,
         )
+        self._codebook_metrics(r)
+
+    def _codebook_metrics(self, r: CollectorRegistry) -> None:
+        """The item codebook: real-time indexing per items batch, the rest per upkeep."""
+        self.codebook_items = Counter(
+            f"{_NS}_codebook_items_indexed",
+            "Items from the items topic given codes at once (indexed), or not: the tenant has "
+            "no codebook model yet, or the item could not be encoded (unindexed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.codebook_assign_seconds = Histogram(
+            f"{_NS}_codebook_assign_seconds",
+            "Time to assign one item its codes (after the batch's embedding).",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+            registry=r,
+        )
+        self.codebook_updates = Counter(
+            f"{_NS}_codebook_updates",
+            "Codebook models fitted (a tenant's first) or refreshed, and upkeep errors.",
+            ["kind"],
+            registry=r,
+        )
+        self.codebook_indexed = Gauge(
+            f"{_NS}_codebook_items",
+            "Items in a tenant's codebook, per facet, at the last upkeep.",
+            ["tenant", "facet"],
+            registry=r,
+        )
+        self.codebook_utilisation = Gauge(
+            f"{_NS}_codebook_utilisation",
+            "Codes in use / levels x codebook size, per tenant and facet.",
+            ["tenant", "facet"],
+            registry=r,
+        )
+        self.codebook_leaf_size = Gauge(
+            f"{_NS}_codebook_leaf_size",
+            "Items per code path (leaf): p50, p99 and max, per tenant and facet.",
+            ["tenant", "facet", "quantile"],
+            registry=r,
+        )
+        self.codebook_churn = Gauge(
+            f"{_NS}_codebook_churn",
+            "Share of items whose code path changed at the tenant's last refresh, per facet.",
+            ["tenant", "facet"],
+            registry=r,
+        )
 
     def serve(self, port: int) -> None:
         """Expose ``/metrics`` over HTTP on all interfaces."""

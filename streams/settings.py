@@ -93,6 +93,20 @@ class Settings(BaseSettings):
     # Where the local LLM's de-quantized weights are kept (default ~/.cache/beliefstream/llm).
     llm_cache_dir: str | None = None
 
+    # The item codebook in the worker (streams/codebook_child.py): each item on the items topic
+    # is embedded and filed under its tenant's codes before the batch is acknowledged. A tenant
+    # without a model is fitted (catalogue content + item2vec over its events) once it has
+    # codebook_min_items items and codebook_min_events events, looked at every
+    # codebook_check_s; then every codebook_refresh_s it is fine-tuned on the events stored
+    # since (at most codebook_max_events of them), moving at most codebook_max_churn of items.
+    codebook_enabled: bool = True
+    codebook_min_items: int = Field(default=200, ge=2)
+    codebook_min_events: int = Field(default=1000, ge=0)
+    codebook_check_s: float = Field(default=30.0, gt=0)
+    codebook_refresh_s: float = Field(default=600.0, gt=0)
+    codebook_max_churn: float = Field(default=0.1, ge=0, le=1)
+    codebook_max_events: int = Field(default=1_000_000, ge=1)
+
     # The read service: API key -> tenant, e.g. '{"k-acme": "acme"}' (JSON in the env var).
     api_keys: dict[str, str] = Field(default_factory=dict)
     serve_host: str = "127.0.0.1"

@@ -29,6 +29,7 @@ from memory_store.operations import Narrator
 from memory_store.planner_state import open_planner_state
 from memory_store.store import UserKey, open_store
 from streams.batch import Consumed, DeadLetter, split_batch, split_items
+from streams.codebook_child import CodebookParams, IndexOutcome, UpkeepOutcome, WorkerCodebook
 from streams.contract import Limits
 from streams.planning_child import Deferred, PlanningState, PlanRound, Request
 
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 _keeper: MemoryKeeper | None = None
+_codebook: WorkerCodebook | None = None
 
 Notice = tuple[str, str, int]
 """(tenant, user_id, version) of a memory change, as a plain tuple for the process hop."""
@@ -69,6 +71,7 @@ class ItemsOutcome:
     dead: list[DeadLetter] = field(default_factory=list)
     # Items without genres in this batch: "tagged" by the LLM extractor, or "untagged".
     tagging: dict[str, int] = field(default_factory=dict)
+    codebook: IndexOutcome = field(default_factory=IndexOutcome)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +130,10 @@ _narrator: Any = None
 _planning: PlanningState | None = None
 
 
-def _keeper_for(uri: str, config: LLMConfig) -> MemoryKeeper:
+def _keeper_for(uri: str, config: LLMConfig, embedder: MiniLMEmbedder) -> MemoryKeeper:
     """The keeper, with the LLM narrator and item tagger when configured (one shared model)."""
     global _narrator
-    keeper = MemoryKeeper(open_store(uri), open_catalogue(uri), CachedEmbedder(MiniLMEmbedder()))
+    keeper = MemoryKeeper(open_store(uri), open_catalogue(uri), CachedEmbedder(embedder))
     if config.narrator != "llm" and config.extractor != "llm":
         return keeper
     from planner.budget import Budget
@@ -149,9 +152,12 @@ def _keeper_for(uri: str, config: LLMConfig) -> MemoryKeeper:
     return keeper
 
 
-def _open(uri: str, config: LLMConfig) -> None:
-    global _keeper
-    _keeper = _keeper_for(uri, config)
+def _open(uri: str, config: LLMConfig, codebook: CodebookParams | None = None) -> None:
+    global _keeper, _codebook
+    embedder = MiniLMEmbedder()  # one model: the keeper's topics (cached) and item texts
+    _keeper = _keeper_for(uri, config, embedder)
+    if codebook is not None and codebook.enabled:
+        _codebook = WorkerCodebook(uri, _keeper.catalogue, embedder, codebook)
     global _planning
     _planning = PlanningState(open_planner_state(uri))
     # Each batch allocates ~10 objects per event and keeps none: collect young
@@ -195,7 +201,12 @@ def _write_items(rows: list[tuple[Any, ...]], limits: Limits) -> ItemsOutcome:
     before = dict(keeper.tagging)
     stored = keeper.add_items(items)
     tagging = {k: v - before.get(k, 0) for k, v in keeper.tagging.items() if v > before.get(k, 0)}
-    return ItemsOutcome(stored, dead, tagging)
+    indexed = IndexOutcome() if _codebook is None else _codebook.index_items(items)
+    return ItemsOutcome(stored, dead, tagging, indexed)
+
+
+def _codebook_upkeep() -> UpkeepOutcome:
+    return UpkeepOutcome() if _codebook is None else _codebook.upkeep()
 
 
 def _plan_round(max_users: int | None) -> PlanRound:
@@ -228,6 +239,8 @@ def _maintained(run: Callable[[MemoryKeeper], MaintainResult]) -> MaintainOutcom
 
 def _compact() -> None:
     _ready().compact()
+    if _codebook is not None:
+        _codebook.compact()
     _planner().compact()
 
 
@@ -238,13 +251,19 @@ class MemoryWriter:
     which the agent treats as fatal (the batch was not acknowledged).
     """
 
-    def __init__(self, lancedb_uri: str, limits: Limits, llm: LLMConfig | None = None) -> None:
+    def __init__(
+        self,
+        lancedb_uri: str,
+        limits: Limits,
+        llm: LLMConfig | None = None,
+        codebook: CodebookParams | None = None,
+    ) -> None:
         self._limits = limits
         self._pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded process
             initializer=_open,
-            initargs=(lancedb_uri, llm or LLMConfig()),
+            initargs=(lancedb_uri, llm or LLMConfig(), codebook),
         )
         # Start the child and load MiniLM now: the pool would otherwise start on the first batch.
         self._pool.submit(_warm_up)
@@ -266,6 +285,10 @@ class MemoryWriter:
 
     def compact(self) -> Future[None]:
         return self._pool.submit(_compact)
+
+    def codebook_upkeep(self) -> Future[UpkeepOutcome]:
+        """Fit tenants that became ready, refresh those due (``streams.codebook_child``)."""
+        return self._pool.submit(_codebook_upkeep)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.e2e
 
 def test_bench_codebook_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "codebook.json"
-    run(["bench", "codebook", "--items", "20000", "--users", "40", "--json", str(out)], timeout=900)
+    run(["bench", "codebook", "--items", "20000", "--users", "40", "--freshness-probes", "3",
+         "--json", str(out)], timeout=900)  # fmt: skip
     result = json.loads(out.read_text())
     assert (result["k"], result["users"], result["pool"]) == (100, 40, 1000)
     for name in ("synthetic", "ml1m"):
@@ -28,8 +29,9 @@ def test_bench_codebook_writes_every_figure(tmp_path: Path) -> None:
                     "churn_wanted", "utilisation"):  # fmt: skip
             assert 0.0 <= part[key] <= 1.0, (name, key, part[key])
         assert part["speedup_vs_exact"] > 0 and part["speedup_vs_exact_batched"] > 0
+        # The JSON rounds the ratio to 2 decimals: below 1 that alone is up to 2.5% off.
         assert part["speedup_vs_exact"] == pytest.approx(
-            part["exact"]["single_ms"] / part["codebook_single_ms"], rel=0.02
+            part["exact"]["single_ms"] / part["codebook_single_ms"], rel=0.02, abs=0.005
         )
         ivf = part["ivf_pq"]
         assert 0.0 <= ivf["recall_at_100"] <= 1.0 and ivf["speedup_vs_exact"] > 0
@@ -49,3 +51,7 @@ def test_bench_codebook_writes_every_figure(tmp_path: Path) -> None:
     assert 0.0 <= result["ml1m"]["collab"]["recall_at_100"] <= 1.0
     assert result["recall_at_100"] == result["synthetic"]["recall_at_100"]
     assert result["ivf_pq_speedup_vs_exact"] == result["synthetic"]["ivf_pq"]["speedup_vs_exact"]
+    fresh = result["freshness"]  # broker -> worker -> serve: the item came back from candidates
+    assert fresh["freshness_probes"] == 3 and fresh["freshness_indexed_items"] >= 5  # + 2 warm-up
+    assert 0 < fresh["freshness_p50_s"] <= fresh["freshness_p99_s"] <= fresh["freshness_max_s"]
+    assert result["freshness_p99_s"] == fresh["freshness_p99_s"]

@@ -1,0 +1,280 @@
+"""The item codebook inside the memory writer process: new items indexed at once, a tenant's
+first model fitted once it has enough data, and a scheduled refresh.
+
+Why in the writer child: embedding (MiniLM) and training (torch) block for milliseconds to
+seconds and must never run on the Faust loop; and the child is already the single writer
+of LanceDB, so code rows, the catalogue and their compactions never race. Why a module of
+its own: ``streams/writer.py`` only hands batches over, the policy lives here.
+
+Per items batch, after the catalogue write: every item is embedded (the same text the
+content facet is fitted on, ``memory_store.candidates.content_text``) and assigned under
+its tenant's current codes, and the rows are flushed before the batch is acknowledged,
+so a reader that syncs sees it (``ItemCodebook.sync``). A tenant without a model yet has
+its items counted as unindexed; the upkeep timer fits it from the whole catalogue plus
+item2vec over the event tier once it has ``min_items`` items and ``min_events`` events,
+and after that refreshes it every ``refresh_s`` on the events stored since, with churn
+bounded by ``max_churn``. Torch is imported only here, and only in the child.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from memory_store.candidates import COLLAB, CONTENT, co_engaged_pairs, content_vectors
+from memory_store.catalogue import ItemCatalogue
+from memory_store.codebook_sources import CodebookSources
+from memory_store.events import Item
+from memory_store.operations.extraction import Embedder
+
+if TYPE_CHECKING:
+    from memory_store.codebook.persist import CodebookStore
+    from memory_store.codebook.service import ItemCodebook
+    from streams.settings import Settings
+
+__all__ = ["CodebookParams", "FacetFigures", "IndexOutcome", "UpkeepOutcome", "WorkerCodebook"]
+
+log = logging.getLogger(__name__)
+
+# The collaborative facet joins a first fit only if item2vec covers this share of the
+# catalogue: training aligns the facets on the items both know, so a thin collab facet
+# would leave the content codebook trained on a handful of items.
+COLLAB_COVERAGE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class CodebookParams:
+    """The worker's codebook settings (``Settings.codebook_*``), small enough to pickle."""
+
+    enabled: bool = True
+    min_items: int = 200
+    min_events: int = 1000
+    refresh_s: float = 600.0
+    max_churn: float = 0.1
+    max_events: int = 1_000_000
+    code_dim: int = 32
+    collab_dim: int = 32
+    fit_steps: int = 400  # training steps of a first fit (CodebookConfig's default)
+
+    @staticmethod
+    def of(settings: Settings) -> CodebookParams:
+        return CodebookParams(
+            enabled=settings.codebook_enabled, min_items=settings.codebook_min_items,
+            min_events=settings.codebook_min_events, refresh_s=settings.codebook_refresh_s,
+            max_churn=settings.codebook_max_churn, max_events=settings.codebook_max_events,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class IndexOutcome:
+    """One items batch: items assigned codes, items left unindexed (no model yet, or a bad
+    vector), and each assignment's time (codes only: the batch is embedded in one call)."""
+
+    indexed: int = 0
+    unindexed: int = 0
+    assign_seconds: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class FacetFigures:
+    """``ItemCodebook.stats`` of one tenant and facet, as plain numbers for the metrics."""
+
+    tenant: str
+    facet: str
+    version: int
+    items: int
+    utilisation: float
+    leaf_p50: int
+    leaf_p99: int
+    leaf_max: int
+    churn: float | None  # fraction of items moved at the last refresh
+
+
+@dataclass(frozen=True, slots=True)
+class UpkeepOutcome:
+    fitted: list[str] = field(default_factory=list)
+    refreshed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # tenant -> error, retried next time
+    facets: list[FacetFigures] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class WorkerCodebook:
+    """One ``ItemCodebook`` per tenant (each sized to its catalogue), over one store."""
+
+    def __init__(
+        self,
+        uri: str,
+        catalogue: ItemCatalogue,
+        embed: Embedder,
+        params: CodebookParams,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        import torch
+
+        from memory_store.codebook.persist import CodebookStore
+
+        # One torch thread in the writer child (it runs one task at a time): on 2 shared cores
+        # two threads contend with the worker and each other. Measured here: a first fit of 48
+        # items took 37 s on two threads, 18 s on one; one item's embedding 0.2-0.5 s vs ~20 ms.
+        torch.set_num_threads(1)
+        self.params, self._catalogue, self._embed, self._clock = params, catalogue, embed, clock
+        self.store: CodebookStore = CodebookStore(uri)
+        self.sources = CodebookSources(uri)
+        self._books: dict[str, ItemCodebook] = {}
+        self._tenants: set[str] | None = None  # catalogue tenants, scanned at the first upkeep
+        # tenant -> (clock, wall time) of its last fit or refresh: the clock says when the next
+        # refresh is due, the wall time which events it reads (their ``ingested_at``).
+        self._updated: dict[str, tuple[float, float]] = {}
+        self._assigned: dict[str, int] = {}  # tenant -> items assigned since then
+
+    def _book(self, tenant: str) -> ItemCodebook | None:
+        """The tenant's codebook, loaded from the store if another run fitted it; else None."""
+        from memory_store.codebook.service import ItemCodebook
+        from memory_store.codebook.serving import CodebookConfig
+
+        book = self._books.get(tenant)
+        if book is None:
+            book = ItemCodebook(CodebookConfig(code_dim=self.params.code_dim), self.store)
+            if not book.load(tenant):
+                return None
+            self._books[tenant] = book
+            self._updated.setdefault(tenant, self._now())
+        return book
+
+    def index_items(self, items: Sequence[Item]) -> IndexOutcome:
+        """Assign codes to a batch's items (their newest catalogue version) and flush."""
+        indexed, unindexed, latency = 0, 0, []
+        by_tenant: dict[str, list[str]] = {}
+        for item in items:
+            by_tenant.setdefault(item.tenant, []).append(item.item_id)
+        for tenant, ids in by_tenant.items():
+            if self._tenants is not None:
+                self._tenants.add(tenant)
+            newest = self._catalogue.read_items(tenant, ids)
+            book = self._book(tenant)
+            if book is None or not newest:
+                unindexed += len(dict.fromkeys(ids))
+                continue
+            vectors = content_vectors(self._embed, list(newest.values()))
+            for item_id, vector in zip(vectors.items, vectors.vectors, strict=True):
+                started = time.perf_counter()
+                try:
+                    book.assign(tenant, item_id, {CONTENT: vector})
+                except ValueError as exc:  # e.g. a model fitted with another embedder
+                    log.warning("item %r of %r not indexed: %s", item_id, tenant, exc)
+                    unindexed += 1
+                    continue
+                latency.append(time.perf_counter() - started)
+                indexed += 1
+                self._assigned[tenant] = self._assigned.get(tenant, 0) + 1
+            unindexed += len(dict.fromkeys(ids)) - len(newest)  # not in the catalogue: none
+            book.flush()
+        return IndexOutcome(indexed, unindexed, latency)
+
+    def upkeep(self) -> UpkeepOutcome:
+        """Fit tenants that became ready, refresh those due, and report every facet's stats."""
+        started = time.perf_counter()
+        if self._tenants is None:
+            self._tenants = self.sources.tenants() | set(self._books)
+        outcome = UpkeepOutcome()
+        for tenant in sorted(self._tenants):
+            try:
+                book = self._book(tenant)
+                if book is None and self._ready(tenant):
+                    book = self.fit(tenant)
+                    outcome.fitted.append(tenant)
+                elif book is not None and self._due(tenant) and self.refresh(tenant, book):
+                    outcome.refreshed.append(tenant)
+            except Exception as exc:  # one tenant's failure must not stop the others
+                log.exception("item codebook upkeep failed for tenant %r", tenant)
+                outcome.failed[tenant] = repr(exc)
+                continue
+            if book is not None:
+                outcome.facets.extend(self._figures(book, tenant))
+        return UpkeepOutcome(outcome.fitted, outcome.refreshed, outcome.failed, outcome.facets,
+                             time.perf_counter() - started)  # fmt: skip
+
+    def _ready(self, tenant: str) -> bool:
+        p = self.params
+        return (
+            self.sources.count_items(tenant) >= p.min_items
+            and self.sources.count_events(tenant) >= p.min_events
+        )
+
+    def _due(self, tenant: str) -> bool:
+        return self._clock() - self._updated.get(tenant, (0.0, 0.0))[0] >= self.params.refresh_s
+
+    def _now(self) -> tuple[float, float]:
+        return self._clock(), time.time()
+
+    def fit(self, tenant: str) -> ItemCodebook:
+        """The tenant's first model: content over the whole catalogue, plus the collab facet
+        (item2vec over positive engagement) when it covers enough of the catalogue."""
+        from memory_store.codebook.item2vec import Item2VecConfig, ItemVectors, train_item2vec
+        from memory_store.codebook.service import ItemCodebook
+        from memory_store.codebook.serving import CodebookConfig
+
+        now = self._now()
+        catalogue = self.sources.items(tenant)
+        content = content_vectors(self._embed, catalogue)
+        sequences = list(
+            self.sources.engagement(tenant, max_events=self.params.max_events).values()
+        )
+        facets = {CONTENT: content}
+        known = content.index()
+        collab = train_item2vec(sequences, Item2VecConfig(dim=self.params.collab_dim, window=2,
+                                                          epochs=2))  # fmt: skip
+        rows = [n for n, item in enumerate(collab.items) if item in known]
+        if len(rows) >= max(2, COLLAB_COVERAGE * len(catalogue)):
+            facets[COLLAB] = ItemVectors([collab.items[n] for n in rows], collab.vectors[rows])
+        config = CodebookConfig.sized(len(catalogue), code_dim=self.params.code_dim)
+        # A batch larger than the catalogue only repeats items: 8x the time for 48 items.
+        batch = min(config.train.batch_size, max(64, len(catalogue)))
+        config = replace(
+            config,
+            train=replace(config.train, steps=self.params.fit_steps, batch_size=batch),
+            refresh_train=replace(config.refresh_train, batch_size=batch),
+        )
+        book = ItemCodebook(config, self.store)
+        book.fit(tenant, facets, co_engaged_pairs(sequences, window=3))
+        self._books[tenant], self._updated[tenant], self._assigned[tenant] = book, now, 0
+        log.info("item codebook fitted for %r: %d items, facets %s", tenant, len(catalogue),
+                    sorted(facets))  # fmt: skip
+        return book
+
+    def refresh(self, tenant: str, book: ItemCodebook) -> bool:
+        """Fine-tune on the events stored since the last update; False if nothing is new."""
+        since, now = self._updated.get(tenant, (0.0, 0.0))[1], self._now()
+        book.sync()  # rows other workers assigned, or a model they saved
+        sequences = self.sources.engagement(tenant, since=since, max_events=self.params.max_events)
+        pairs = co_engaged_pairs(sequences.values(), window=3)
+        if not pairs and not self._assigned.get(tenant):
+            self._updated[tenant] = now
+            return False
+        book.refresh(tenant, pairs, max_churn=self.params.max_churn)
+        self._updated[tenant], self._assigned[tenant] = now, 0
+        return True
+
+    def _figures(self, book: ItemCodebook, tenant: str) -> list[FacetFigures]:
+        return [
+            FacetFigures(
+                s.tenant,
+                s.facet,
+                s.version,
+                s.items,
+                s.utilisation,
+                s.leaves.p50,
+                s.leaves.p99,
+                s.leaves.max,
+                s.last_churn,
+            )
+            for s in book.stats(tenant)
+        ]
+
+    def compact(self) -> None:
+        """Merge the code and model tables' fragments (see ``CodebookStore.compact``)."""
+        self.store.compact()
