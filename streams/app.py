@@ -29,7 +29,14 @@ from streams.contract import Limits
 from streams.metrics import WorkerMetrics
 from streams.planning import PlannerLoop
 from streams.settings import Settings
-from streams.writer import BatchOutcome, LLMConfig, MaintainOutcome, MemoryWriter, Notice
+from streams.writer import (
+    BatchOutcome,
+    ItemsOutcome,
+    LLMConfig,
+    MaintainOutcome,
+    MemoryWriter,
+    Notice,
+)
 
 __all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
 
@@ -117,10 +124,10 @@ class IngestWorker:
         self.app.timer(settings.compact_every_s)(self._compact_on_timer)
         self.planner = PlannerLoop(self)
         self.app.timer(settings.maintain_every_s)(self._plan_on_timer)
-        self.app.agent(self.raw_topic(settings.topic_items), name="items")(self._consume_items)
         if settings.ingest_engine == "faust-agent":
             from streams.agent_engine import install_agent_engine
 
+            self.app.agent(self.raw_topic(settings.topic_items), name="items")(self._consume_items)
             install_agent_engine(self)
         else:
             from streams.batch_engine import install_batch_engine
@@ -219,8 +226,20 @@ class IngestWorker:
             handler.flush()
         os._exit(EXIT_AGENT_CRASHED)
 
+    async def handle_items(self, messages: list[Consumed]) -> ItemsOutcome:
+        """Store (and index) a catalogue batch, deliver its dead letters; then it may commit."""
+        outcome = await asyncio.wrap_future(self.writer.write_items(messages))
+        await self._dead_letters(self._items_dlq, outcome.dead)
+        self.metrics.items_stored.inc(outcome.stored)
+        self.record_indexing(outcome.codebook)
+        for outcome_name, count in outcome.tagging.items():
+            self.metrics.items_tagged.labels(outcome_name).inc(count)
+        for letter in outcome.dead:
+            self.metrics.items_rejected.labels(letter.reason.value).inc()
+        return outcome
+
     async def _consume_items(self, stream: Any) -> None:
-        """The items agent: catalogue batches into the item table, bad ones to its dead letters."""
+        """The Faust items agent (faust-agent engine; the batch engine has its own consumer)."""
         try:
             # A short window: an item is waited for by rankers (freshness), not by throughput.
             async for events in stream.take_events(1000, min(self.settings.batch_seconds, 0.1)):
@@ -231,16 +250,9 @@ class IngestWorker:
                     Consumed(m.topic, m.partition, m.offset, m.key, m.value)
                     for m in (event.message for event in batch)
                 ]
-                outcome = await asyncio.wrap_future(self.writer.write_items(messages))
-                await self._dead_letters(self._items_dlq, outcome.dead)
+                await self.handle_items(messages)
                 for event in batch:
                     event.ack()
-                self.metrics.items_stored.inc(outcome.stored)
-                self.record_indexing(outcome.codebook)
-                for outcome_name, count in outcome.tagging.items():
-                    self.metrics.items_tagged.labels(outcome_name).inc(count)
-                for letter in outcome.dead:
-                    self.metrics.items_rejected.labels(letter.reason.value).inc()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

@@ -10,6 +10,10 @@ committed before it is handed over. Two batches may be in flight (the writer
 process then always has the next one queued); commits stay in order because
 each batch commits only after the one before it.
 Its consumer group is ``<app_id>-ingest``.
+
+The same engine also consumes the catalogue (``items``, group ``<app_id>-items``) with
+a short batch window: a ranker waits for a new item to become a candidate, and
+Faust's own consumer fetches with a fixed 1.5 s wait.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -29,7 +35,7 @@ from streams.batch import Consumed
 if TYPE_CHECKING:
     from streams.app import IngestWorker
 
-__all__ = ["BatchEngine", "install_batch_engine"]
+__all__ = ["BatchEngine", "Feed", "install_batch_engine"]
 
 log = logging.getLogger(__name__)
 
@@ -37,31 +43,51 @@ log = logging.getLogger(__name__)
 _IDLE_MS = 20
 
 
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """One topic the engine consumes: its group, its batch shape and what stores a batch."""
+
+    topic: str
+    group: str
+    batch_size: int
+    batch_seconds: float
+    handle: Callable[[list[Consumed]], Awaitable[object]]
+    # The interactions feed owns users: its assignment drives the planner and the metric.
+    owns_users: bool = False
+
+
 def install_batch_engine(worker: IngestWorker) -> None:
-    engine = BatchEngine(worker)
-    worker.app.task(engine.run)
+    """Interactions and items, each through its own batch consumer (both Faust app tasks)."""
+    s = worker.settings
+    interactions = Feed(s.topic_interactions, f"{s.app_id}-ingest", s.batch_size,
+                        s.batch_seconds, worker.handle, owns_users=True)  # fmt: skip
+    items = Feed(s.topic_items, f"{s.app_id}-items", 1000, min(s.batch_seconds, 0.1),
+                 worker.handle_items)  # fmt: skip
+    for feed in (interactions, items):
+        worker.app.task(BatchEngine(worker, feed).run)
 
 
 class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, worker: IngestWorker) -> None:
+    def __init__(self, worker: IngestWorker, feed: Feed) -> None:
         self.worker = worker
         self.settings = worker.settings
-        self.topic = worker.settings.topic_interactions
+        self.feed = feed
+        self.topic = feed.topic
         self._in_flight: asyncio.Future[None] | None = None
         self._before_previous: asyncio.Future[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
 
     async def run(self) -> None:
-        s = self.settings
+        s, feed = self.settings, self.feed
         consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers.split(","),
-            group_id=f"{s.app_id}-ingest",
-            client_id=f"{s.app_id}-ingest",
+            group_id=feed.group,
+            client_id=feed.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
-            fetch_max_wait_ms=int(min(s.batch_seconds, 0.5) * 1000),
-            max_poll_records=s.batch_size,
+            fetch_max_wait_ms=int(min(feed.batch_seconds, 0.5) * 1000),
+            max_poll_records=feed.batch_size,
             session_timeout_ms=6000,
             heartbeat_interval_ms=2000,
             **s.aiokafka_options(),
@@ -96,7 +122,7 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
         Once something arrived, a fetch that brings nothing within ``_IDLE_MS`` ends
         the batch: an idle stream gets low latency, a busy one full batches.
         """
-        size, deadline = self.settings.batch_size, time.monotonic() + self.settings.batch_seconds
+        size, deadline = self.feed.batch_size, time.monotonic() + self.feed.batch_seconds
         batch: list[Consumed] = []
         while len(batch) < size:
             remaining = deadline - time.monotonic()
@@ -123,12 +149,15 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
         batch: list[Consumed],
         previous: asyncio.Future[None] | None,
     ) -> None:
-        outcome = await self.worker.handle(batch)
+        await self.feed.handle(batch)
         if previous is not None:
             await previous  # never commit past a batch that is not committed yet
+        positions: dict[int, int] = {}
+        for message in batch:
+            positions[message.partition] = max(message.offset, positions.get(message.partition, -1))
         offsets = {
             TopicPartition(self.topic, partition): OffsetAndMetadata(offset + 1, "")
-            for partition, offset in outcome.positions.items()
+            for partition, offset in positions.items()
         }
         try:
             await consumer.commit(offsets)
@@ -136,9 +165,10 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
             # The events are stored; the partition's next owner replays them harmlessly.
             self.worker.metrics.commit_failures.inc()
             log.warning("offset commit after a stored batch failed (rebalance?): %r", exc)
-        self.worker.observe_lag(
-            outcome.positions, lambda p: consumer.highwater(TopicPartition(self.topic, p))
-        )
+        if self.feed.owns_users:
+            self.worker.observe_lag(
+                positions, lambda p: consumer.highwater(TopicPartition(self.topic, p))
+            )
 
     async def _finish_in_flight(self) -> None:
         if self._in_flight is not None:
@@ -149,7 +179,7 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._finish_in_flight()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        if self._consumer is not None:
+        if self._consumer is not None and self.feed.owns_users:
             owned = self._consumer.assignment()
             self.worker.metrics.assigned_partitions.set(len(owned))
             await self.worker.partitions_assigned({tp.partition for tp in owned})

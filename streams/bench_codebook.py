@@ -135,7 +135,8 @@ def run_synthetic(
         codebook.assign(TENANT, ids[row], {CONTENT: x[row]})
         latency.append(time.perf_counter() - started)
     realtime = _cold_recall(codebook, cold_users, cold_truth, pool)
-    users = _users(x, sub, torch.randint(0, int(sub.max()) + 1, (n_users,), generator=g), g)
+    present = torch.unique(sub)  # a small catalogue leaves some sub-topics without items
+    users = _users(x, sub, present[torch.randint(0, len(present), (n_users,), generator=g)], g)
     console.print(f"exact search for {n_users} users ...")
     truth = exact_truth(x, users)
     queries = [{CONTENT: u[None]} for u in users]
