@@ -226,16 +226,27 @@ def evaluate(
     variant: Annotated[
         list[str] | None, typer.Option(help="Run only these variants (repeatable).")
     ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="leave-last-out (default: every user evaluated on their last interaction) "
+            "or time (a global 90/10 time split)."
+        ),
+    ] = "leave-last-out",
 ) -> None:
     """Replay a dataset through the real pipeline and rank held-out items per memory variant."""
     from streams.eval import run_eval
+    from streams.eval.split import SPLITS
 
+    if split not in SPLITS:
+        raise typer.BadParameter(f"choose from {', '.join(SPLITS)}", param_hint="--split")
     run_eval(
         dataset,
         json_path,
         results if results is not None else json_path.parent,
         limit=limit,
         variants=variant or None,
+        split="time" if split == "time" else "leave-last-out",
         console=console,
     )
 

@@ -1,13 +1,16 @@
 """The replay evaluation (issue 6): does the stream-kept memory rank better, at what cost?
 
-``run_eval(dataset, json_path, results_dir, limit, variants, ...)`` replays a
+``run_eval(dataset, json_path, results_dir, limit, variants, split=...)`` replays a
 dataset's training split through the real broker and worker once per tiered
 variant, reads each memory through the ranker API, and ranks every catalogue
 item for each evaluated user with one reference scorer; popularity, the raw
 events (``flat``, ``recent``) and SASRec are measured on the same users.
 
-Modules: ``split`` (the global time split), ``metrics`` (HR, NDCG), ``scorer``
-(item vectors and the memory score), ``memory_read`` (the ranker API read),
+Modules: ``split`` (leave-last-out, the default, or a global time split),
+``metrics`` (HR, NDCG), ``scorer`` (item vectors and the reference memory score),
+``collab`` (item2vec and the codebook candidate pool), ``tuning`` (the score's
+weights, on validation interactions), ``ablation`` (the score with parts off),
+``memory_read`` (the ranker API read),
 ``pipeline`` and ``watch`` (a worker run and when it has settled), ``sasrec``,
 ``variants`` (scores and ranks per variant), ``cold`` (cold items through the
 item codebook), ``report``, ``plots``, ``png`` (the output), ``runner``

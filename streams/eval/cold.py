@@ -3,8 +3,9 @@
 Candidates for a cold item come from the codebook the way a ranker would get
 them: the index is fitted at the cut on the content vectors of the items known
 then (the same MiniLM item vectors the scorer uses), and each user queries it
-with their scorer query vector (the one vector whose dot product is the memory
-score, see ``streams.eval.scorer``), the user's training items excluded. Two
+with their content query q_C (chunks by signed strength plus the profile, see
+``streams.eval.scorer``: cold items have no co-engagement yet, so content is
+the only facet that can find them), the user's training items excluded. Two
 copies are compared: ``realtime`` files every item first seen after the cut
 with ``assign`` as it arrives (no retraining); ``rebuild_only`` does not, as an
 index only rebuilt from the catalogue at the cut. A cold target is a hit when

@@ -6,6 +6,8 @@ decay runs to each user's newest event, as it did while the history was live.
 The read view carries no vectors, so the chunk and profile embeddings are taken
 from the same store by chunk id (one bulk ``read_snapshots`` per 500 users).
 The worker is stopped before this runs, so both reads see one memory version.
+The view's recent events (the reader's default window, newest first) are the
+memory's evidence, weighted as the worker weighs them (``evidence_weight``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from memory_store.catalogue import open_catalogue
+from memory_store.events import Interaction
 from memory_store.operations.extraction import Embedder
 from memory_store.reader import MemoryReader
+from memory_store.reader_views import EventView
+from memory_store.signals import evidence_weight
 from memory_store.store import open_store
 from streams.eval.scorer import MemoryVectors, unit_rows
 
@@ -36,6 +41,7 @@ class MemoryStats:
     users_with_profile: int
     chunks: int
     dislike_chunks: int
+    evidence_events: int = 0
 
 
 def read_tiered_memory(
@@ -47,7 +53,7 @@ def read_tiered_memory(
         store, open_catalogue(uri), embed, cache_users=0, dimension=dim, decay_in_event_time=True
     )
     out: dict[str, MemoryVectors] = {}
-    empty = with_profile = chunks = dislikes = 0
+    empty = with_profile = chunks = dislikes = events = 0
     for start in range(0, len(users), _SLICE):
         part = list(users[start : start + _SLICE])
         snapshots = store.read_snapshots([(tenant, u) for u in part], event_limit=0)
@@ -63,16 +69,30 @@ def read_tiered_memory(
             if view.profile is not None and snap.profile is not None:
                 profile = unit_rows(snap.profile.embedding)[0]
                 with_profile += 1
+            evidence = tuple(_evidence(tenant, user, e) for e in view.events)
+            events += len(evidence)
             if view.chunks:
                 memory = MemoryVectors(
                     unit_rows([vectors[c.chunk_id] for c in view.chunks]),
                     np.array([s * c.strength for s, c in zip(signs, view.chunks, strict=True)]),
                     profile,
+                    evidence,
                 )
             else:
-                memory = MemoryVectors(np.zeros((0, dim), np.float32), np.zeros(0), profile)
+                memory = MemoryVectors(
+                    np.zeros((0, dim), np.float32), np.zeros(0), profile, evidence
+                )
                 empty += 1
             chunks += len(view.chunks)
             dislikes += sum(s < 0 for s in signs)
             out[user] = memory
-    return out, MemoryStats(len(users), empty, with_profile, chunks, dislikes)
+    return out, MemoryStats(len(users), empty, with_profile, chunks, dislikes, events)
+
+
+def _evidence(tenant: str, user: str, event: EventView) -> tuple[str, float]:
+    """(item id, signed evidence weight) of one event of the view."""
+    row = Interaction.model_validate(
+        {"event_id": event.event_id, "tenant": tenant, "user_id": user,
+         "item_id": event.item_id, "type": event.type, "value": event.value, "ts": event.ts}
+    )  # fmt: skip
+    return event.item_id, evidence_weight(row)

@@ -116,7 +116,7 @@ def run_tiered(
     seconds: dict[str, float] = {}
     started = time.monotonic()
     worker = WorkerProcess(settings, root / "worker.log")
-    plans = PlanLog(settings) if policy != "fixed" else None
+    plans = PlanLog(settings)
     try:
         status(f"{variant}: starting the worker", None, None)
         wait_until(worker, lambda: worker.metric("beliefstream_assigned_partitions") >= 1,
@@ -136,35 +136,32 @@ def run_tiered(
         seconds["replay"] = time.monotonic() - mark
         mark = time.monotonic()
         status(f"{variant}: maintenance settling ({policy})", None, None)
-        if plans is None:
-            passes = "beliefstream_maintain_seconds_count"
-            first = worker.metric(passes)
-            wait_until(worker, lambda: worker.metric(passes) >= first + 2, opts.timeout_s,
-                       "waiting for two maintenance passes")  # fmt: skip
-        else:
-            for n in (1, 2):
-                _produce(settings, name, [_sentinel(n, train)], [])
+        passes = "beliefstream_maintain_seconds_count"
+        first = worker.metric(passes)
+        for n in (1, 2):
+            _produce(settings, name, [_sentinel(n, train)], [])
 
-                def planned(n: int = n) -> bool:
-                    assert plans is not None
-                    plans.poll()
-                    return plans.plans_for(SENTINEL_TENANT, _SENTINEL_USER) >= n
+            def settled(n: int = n) -> bool:
+                plans.poll()
+                if plans.plans_for(SENTINEL_TENANT, _SENTINEL_USER) >= n:
+                    return True
+                # A worker whose fixed interval publishes no plans: count passes instead.
+                unplanned = policy == "fixed" and not plans.records
+                return unplanned and worker.metric(passes) >= first + 2 * n
 
-                wait_until(worker, planned, opts.timeout_s, "waiting for the planner to settle")
+            wait_until(worker, settled, opts.timeout_s, "waiting for maintenance to settle")
         seconds["settle"] = time.monotonic() - mark
         _produce(settings, name, [], items_later)
         wait_until(worker, lambda: _stored(worker) >= len(items_at_cut) + len(items_later),
                    opts.timeout_s, "storing the items first seen after the cut")  # fmt: skip
         after = _catalogue(settings, tenant, items_at_cut, items_later)
         metrics = worker.metrics()
-        if plans is not None:
-            plans.poll()
+        plans.poll()
         code = worker.stop()
         seconds["worker"] = time.monotonic() - started
     finally:
         worker.stop()
-        if plans is not None:
-            plans.close()
+        plans.close()
     run = _summarise(variant, policy, settings, code, metrics, plans, seconds, at_cut, after)
     span_days = (float(train[-1]["ts"]) - float(train[0]["ts"])) / 86_400 if train else 0.0
     per_round = span_days * opts.maintain_every_s / max(seconds["replay"], 1e-9)

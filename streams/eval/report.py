@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from streams.eval.ablation import ABLATIONS
 from streams.eval.cold import CodebookCold
 from streams.eval.metrics import RankingMetrics
 from streams.eval.pipeline import TieredRun
 from streams.eval.plots import bar_chart, scatter_chart
+from streams.eval.scorer import ScorerConfig
 from streams.eval.split import TimeSplit
 from streams.eval.variants import RECENT_EVENTS, Ranked
 
@@ -78,15 +80,32 @@ def variant_entry(
 
 
 def split_section(split: TimeSplit, items: int) -> dict[str, Any]:
+    if split.method == "leave-last-out":
+        method, description = (
+            "leave_last_out",
+            (
+                "each user's last interaction is held out and every earlier one (all users) is "
+                "replayed through the broker and worker in timestamp order; every user with at "
+                "least two interactions is evaluated on it; the replay holds other users' "
+                "interactions after a given user's target, so popularity, SASRec and the "
+                "collaborative item vectors see some of the future (a user's own memory does not)"
+            ),
+        )
+    else:
+        method, description = (
+            "global_time",
+            (
+                f"interactions in timestamp order; the first {split.train_fraction:.0%} are "
+                "replayed through the broker and worker, the rest held out; a user with events on "
+                "both sides is evaluated on their first held-out interaction with an item they did "
+                "not see in training"
+            ),
+        )
     return {
-        "method": "global_time",
-        "description": (
-            f"interactions in timestamp order; the first {split.train_fraction:.0%} are replayed "
-            "through the broker and worker, the rest held out; a user with events on both sides "
-            "is evaluated on their first held-out interaction with an item they did not see in "
-            "training; full ranking over every catalogue item, the user's training items excluded"
-        ),
-        "train_fraction": split.train_fraction,
+        "method": method,
+        "description": description + "; full ranking over every catalogue item, the user's "
+        "training items excluded",
+        "train_fraction": round(split.train_fraction, 4),
         "train_events": len(split.train),
         "test_events": len(split.test),
         "split_ts": split.split_ts,
@@ -96,18 +115,32 @@ def split_section(split: TimeSplit, items: int) -> dict[str, Any]:
     }
 
 
-def scorer_section(profile_weight: float) -> dict[str, Any]:
+def scorer_section(config: ScorerConfig) -> dict[str, Any]:
     return {
-        "formula": "score(item) = sum_c sign_c*strength_c*cos(item, c) + w*cos(item, profile)",
-        "profile_weight": profile_weight,
+        "formula": "score(i) = a*z(cos(x_i, q_C)) + b*z(cos(v_i, q_B)) + g*z(log(1+pop_i)) "
+        "+ P*[i in codebook pool]; q_C = sum_c sign_c*strength_c*e_c + w_p*profile; "
+        "q_B = sum_k 0.5^(k/H)*(1 + w_k/2)*v_item_k over evidence events, newest k=0",
+        "profile_weight": config.profile_weight,
+        "weights": {
+            "content": config.content,
+            "collab": config.collab,
+            "popularity": config.popularity,
+        },
+        "half_life_events": config.half_life_events,
+        "codebook_pool": {"k": config.pool, "facet": "collab", "query": "q_B"},
         "item_vector": "MiniLM of 'Title (year). Genre, Genre, 1990s' (item_text + year)",
+        "collab_vector": "item2vec (dim 32, window 5, 5 epochs) on the training split's "
+        "per-user item sequences",
         "tiered": "chunks and decayed strengths from MemoryReader.get_user_memory "
-        "(reader_event_time), chunk and profile embeddings from the store by chunk id",
-        "flat": "every training event of the user: item vector, signed evidence_weight; no profile",
+        "(reader_event_time), chunk and profile embeddings from the store by chunk id; "
+        "evidence: the view's recent events (the reader's default window)",
+        "flat": "every training event of the user: pseudo-chunks (item vector, signed "
+        "evidence_weight) and evidence; no profile",
         "recent": f"the user's last {RECENT_EVENTS} training events, as flat",
         "popularity": "training interaction counts",
         "sasrec": "next-item logits of SASRec trained on the training sequences",
         "source_of_flat_events": "the raw training split (the events every worker was sent)",
+        "ablations": {k: {"weights": w, "codebook_pool": p} for k, (w, p) in ABLATIONS.items()},
     }
 
 
@@ -144,7 +177,8 @@ def cold_section(
         "metric": "cold_hr_at_10",
         "targets_definition": (
             "every held-out interaction of an evaluated user whose item had no training "
-            "interaction (first seen after the cut)"
+            "interaction (time split: first seen after the cut; leave-last-out: seen only as "
+            "someone's held-out last interaction, so there are few)"
         ),
         "definition": _COLD_CODEBOOK if use_codebook else _COLD_CONTENT,
         "variant": reference,
@@ -188,9 +222,10 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"# Replay evaluation: {result['dataset']}"
         + (f" (first {result['limit']} events)" if result.get("limit") else ""),
         "",
-        f"Global time split: {split['train_events']} events replayed, {split['test_events']} held "
-        f"out; {split['users_evaluated']} users evaluated on their next interaction; full ranking "
-        f"over {split['candidates']} items. Wall time {result['wall_s']:.0f} s.",
+        f"Split {split['method']}: {split['train_events']} events replayed, "
+        f"{split['test_events']} held out; {split['users_evaluated']} users evaluated on their "
+        f"next interaction; full ranking over {split['candidates']} items. "
+        f"Wall time {result['wall_s']:.0f} s.",
         "",
         "| variant | HR@1 | HR@10 (± se) | NDCG@10 | mean rank pct | ops | LLM calls | LLM tokens "
         "| wall s |",
@@ -210,9 +245,29 @@ def markdown(result: Mapping[str, Any]) -> str:
                   f"rebuild-only {cold['rebuild_only']:.4f}."]  # fmt: skip
     lines += ["", "Mean rank pct: the target's rank among the candidates as a fraction (0 = first, "
               "0.5 = chance); HR@10 ± one binomial standard error."]  # fmt: skip
-    lines += ["", f"Scorer: `{result['scorer']['formula']}`, w = "
-              f"{result['scorer']['profile_weight']}.", ""]  # fmt: skip
+    scorer = result["scorer"]
+    lines += ["", f"Scorer: `{scorer['formula']}`; weights {scorer['weights']}, "
+              f"w_p = {scorer['profile_weight']}, H = {scorer['half_life_events']} events, "
+              f"pool {scorer['codebook_pool']['k']}.", ""]  # fmt: skip
+    lines += _ablation_table(result["variants"])
     return "\n".join(lines)
+
+
+def _ablation_table(variants: Mapping[str, Any]) -> list[str]:
+    """NDCG@10 of each memory variant with parts of the formula switched off."""
+    rows = {n: v["details"]["ablations"] for n, v in variants.items()
+            if "ablations" in v.get("details", {})}  # fmt: skip
+    if not rows:
+        return []
+    labels = list(ABLATIONS)
+    lines = ["NDCG@10 with parts of the scorer switched off (same memories):", "",
+             "| variant | full | " + " | ".join(labels) + " |",
+             "|---|---|" + "---|" * len(labels)]  # fmt: skip
+    for name, ab in rows.items():
+        cells = " | ".join(f"{ab[k]['ndcg_at_10']:.4f}" for k in labels)
+        lines.append(f"| {name} | {variants[name]['ndcg_at_10']:.4f} | {cells} |")
+    lines.append("")
+    return lines
 
 
 def write_outputs(result: Mapping[str, Any], json_file: Path, out_dir: Path) -> None:

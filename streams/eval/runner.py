@@ -1,9 +1,12 @@
 """``run_eval``: the replay evaluation end to end, one call for the CLI and the tests.
 
-Loads the dataset, cuts it in time, embeds the catalogue once, then measures
+Loads the dataset, splits it (leave-last-out by default, see ``streams.eval.split``),
+embeds the catalogue and learns the collaborative item vectors once, then measures
 each variant on the same users with the same scorer and ranking rules: the
 non-worker ones in-process, each tiered one through its own real worker run
-on one shared embedded broker. Writes the JSON, a markdown table and the plots.
+on one shared embedded broker. Each memory variant is also re-scored with parts
+of the formula switched off (the ablations), from the same memories. Writes the
+JSON, a markdown table and the plots.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from memory_store.embedding import DIMENSION, MiniLMEmbedder
 from streams.broker import start_broker
 from streams.datasets import Dataset, load_dataset
+from streams.eval.ablation import ablations
 from streams.eval.cold import CodebookCold, QueryFn, codebook_cold
+from streams.eval.collab import CollabPool, collab_matrix, popularity_counts
 from streams.eval.memory_read import read_tiered_memory
 from streams.eval.pipeline import Policy, RunOptions, TieredRun, run_tiered
 from streams.eval.report import (
@@ -33,15 +38,16 @@ from streams.eval.report import (
     write_outputs,
 )
 from streams.eval.sasrec import SASRecConfig
-from streams.eval.scorer import ItemSpace
-from streams.eval.split import TimeSplit, time_split
+from streams.eval.scorer import ItemSpace, MemoryVectors, ReferenceScorer, ScorerConfig
+from streams.eval.split import SplitMethod, TimeSplit, make_split
+from streams.eval.tuning import tune_weights
 from streams.eval.variants import (
     RECENT_EVENTS,
     Ranked,
-    event_queries,
-    memory_queries,
+    content_queries,
+    event_memories,
+    memory_scores_fn,
     popularity_scores,
-    query_scores,
     rank_variant,
     sasrec_scores,
 )
@@ -66,8 +72,9 @@ def run_eval(
     llm_tokens_per_min: int = 20_000,
     maintain_every_s: float = 5.0,
     replay_rate: float | None = 3000.0,
+    split: SplitMethod = "leave-last-out",
     train_fraction: float = 0.9,
-    profile_weight: float = 1.0,
+    scorer_config: ScorerConfig | None = None,
     sasrec_epochs: int | None = None,
     seed: int = 0,
     llm_cache_dir: str | None = None,
@@ -98,16 +105,31 @@ def run_eval(
     seconds: dict[str, float] = {}
 
     data = load_dataset(dataset, tenant=TENANT, limit=limit)
-    split = time_split(data.interactions, train_fraction)
-    if not split.targets:
+    cut = make_split(data.interactions, split, train_fraction)
+    if not cut.targets:
         raise ValueError(f"no user of {dataset} has interactions on both sides of the cut")
     mark = time.monotonic()
     embedder = MiniLMEmbedder()
     space = ItemSpace.embed(data.items, embedder)
     seconds["item_vectors"] = round(time.monotonic() - mark, 2)
-    items_at_cut = [i for i in data.items if str(i["item_id"]) in split.known_items]
-    items_later = [i for i in data.items if str(i["item_id"]) not in split.known_items]
-    epochs = sasrec_epochs or (20 if len(split.train) <= _LARGE else 4)
+    config = scorer_config or ScorerConfig()
+    scorer, pool = None, None
+    tuning: dict[str, Any] = {"chosen": "given by the caller"}
+    if any(v not in ("popularity", "sasrec") for v in chosen):
+        mark = time.monotonic()
+        collab = collab_matrix(cut, space)
+        seconds["collab_vectors"] = round(time.monotonic() - mark, 2)
+        counts = popularity_counts(cut, space)
+        scorer = ReferenceScorer(space, collab, counts, config)
+        if scorer_config is None:  # weights from validation interactions, not the targets
+            config, tuning = tune_weights(scorer, cut, seed=seed)
+            scorer = ReferenceScorer(space, collab, counts, config)
+        if config.pool > 0:
+            pool = CollabPool(space, collab, cut.known_items, seed)
+            seconds["collab_codebook_fit"] = round(pool.fit_s, 2)
+    items_at_cut = [i for i in data.items if str(i["item_id"]) in cut.known_items]
+    items_later = [i for i in data.items if str(i["item_id"]) not in cut.known_items]
+    epochs = sasrec_epochs or (20 if len(cut.train) <= _LARGE else 4)
 
     results: dict[str, dict[str, Any]] = {}
     ranked: dict[str, Ranked] = {}
@@ -132,46 +154,56 @@ def run_eval(
                 status(name, None, None)
                 mark = time.monotonic()
                 extra: dict[str, Any] = {}
+                memories: dict[str, MemoryVectors] | None = None
                 if name == "popularity":
-                    score = popularity_scores(split, space)
-                elif name in ("flat", "recent"):
-                    last = RECENT_EVENTS if name == "recent" else None
-                    queries[name] = event_queries(split, space, last, profile_weight)
-                    score = query_scores(space, queries[name])
+                    score = popularity_scores(cut, space)
                 elif name == "sasrec":
                     cfg = SASRecConfig(epochs=epochs, seed=seed)
                     score, extra = sasrec_scores(
-                        split, space, cfg,
+                        cut, space, cfg,
                         lambda e, loss: status(f"sasrec: epochs (loss {loss:.3f})", e, epochs),
                     )  # fmt: skip
+                elif name in ("flat", "recent"):
+                    memories = event_memories(
+                        cut, space, RECENT_EVENTS if name == "recent" else None
+                    )
                 else:
                     assert broker is not None
                     run = run_tiered(broker.bootstrap_servers, tmp / name, name,
-                                     TIERED[name], dataset, split.train,
+                                     TIERED[name], dataset, cut.train,
                                      items_at_cut, items_later, TENANT, opts, status)  # fmt: skip
                     status(f"{name}: reading memory through MemoryReader", None, None)
                     memories, stats = read_tiered_memory(
-                        run.lancedb_uri, TENANT, list(split.targets), embedder, DIMENSION
+                        run.lancedb_uri, TENANT, list(cut.targets), embedder, DIMENSION
                     )
-                    queries[name] = memory_queries(memories, space, profile_weight)
-                    score = query_scores(space, queries[name])
                     runs[name] = run
                     extra = {
                         "memory": asdict(stats),
-                        "catalogue_at_cut_complete": run.catalogue_at_cut == split.known_items,
+                        "catalogue_at_cut_complete": run.catalogue_at_cut == cut.known_items,
                     }
+                if memories is not None:
+                    assert scorer is not None
+                    queries[name] = content_queries(scorer, memories)
+                    score = memory_scores_fn(name, scorer, memories, cut, pool)
                 status(f"{name}: ranking", None, None)
-                ranked[name] = rank_variant(score, split, space, split.known_items)
+                ranked[name] = rank_variant(score, cut, space, cut.known_items)
                 wall = time.monotonic() - mark
+                if memories is not None:
+                    assert scorer is not None
+                    status(f"{name}: ablations", None, None)
+                    extra["ablations"] = ablations(name, scorer, memories, cut, pool)
                 results[name] = variant_entry(name, ranked[name], runs.get(name), wall, extra)
                 bar.advance(overall)
             bar.remove_task(stage)
     finally:
         if broker is not None:
             broker.stop()
-    cold = _cold_by_codebook(space, split, split.known_items, queries, seed, console)
+    cold = _cold_by_codebook(space, cut, cut.known_items, queries, seed, console)
     seconds["total"] = round(time.monotonic() - started, 2)
-    result = _result(dataset, limit, data, split, results, profile_weight, seconds)
+    result = _result(dataset, limit, data, cut, results, config, seconds)
+    result["scorer"]["weights_from_validation"] = tuning
+    if pool is not None:
+        result["scorer"]["codebook_pool"] |= {"items": pool.items, "fit_s": round(pool.fit_s, 2)}
     result["cold"] = cold_section(ranked, runs, *cold)
     write_outputs(result, json_file, out_dir)
     console.print(f"[green]eval written[/]: {json_file} and {out_dir} in {seconds['total']:.0f}s")
@@ -184,7 +216,7 @@ def _result(
     data: Dataset,
     split: TimeSplit,
     results: dict[str, dict[str, Any]],
-    profile_weight: float,
+    config: ScorerConfig,
     seconds: dict[str, float],
 ) -> dict[str, Any]:
     return {
@@ -193,7 +225,7 @@ def _result(
         "events": len(data.interactions),
         "items": len(data.items),
         "split": split_section(split, len(data.items)),
-        "scorer": scorer_section(profile_weight),
+        "scorer": scorer_section(config),
         "variants": results,
         "seconds": seconds,
         "wall_s": seconds["total"],

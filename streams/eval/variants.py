@@ -4,7 +4,8 @@ All variants score the same candidate set, every catalogue item, and are ranked
 by the same rules (``streams.eval.metrics``): the user's training items are
 excluded, and for ``rebuild_only`` on cold items so are the items the index
 did not hold at the cut. ``flat`` and ``recent`` read the raw training split
-(the same events the tiered workers were sent and stored), not the event tier.
+(the same events the tiered workers were sent and stored), not the event tier;
+every memory variant is scored by the one ``ReferenceScorer``.
 """
 
 from __future__ import annotations
@@ -17,19 +18,20 @@ import numpy as np
 import numpy.typing as npt
 
 from streams.eval.cold import QueryFn
+from streams.eval.collab import CollabPool, popularity_counts
 from streams.eval.metrics import RankingMetrics, summarize, target_rank
 from streams.eval.sasrec import SASRecConfig, score_users, train_sasrec
-from streams.eval.scorer import ItemSpace, MemoryVectors, event_memory
+from streams.eval.scorer import ItemSpace, MemoryVectors, ReferenceScorer, event_memory
 from streams.eval.split import Row, TimeSplit
 
 __all__ = [
     "RECENT_EVENTS",
     "Ranked",
     "ScoreFn",
-    "event_queries",
-    "memory_queries",
+    "content_queries",
+    "event_memories",
+    "memory_scores_fn",
     "popularity_scores",
-    "query_scores",
     "rank_variant",
     "sasrec_scores",
 ]
@@ -95,44 +97,58 @@ def _rank(
 
 def popularity_scores(split: TimeSplit, space: ItemSpace) -> ScoreFn:
     """Training interaction counts, the same for everybody."""
-    index = space.index
-    counts = np.zeros(len(space.item_ids), dtype=np.float64)
-    for row in split.train:
-        n = index.get(str(row["item_id"]))
-        if n is not None:
-            counts[n] += 1.0
+    counts = popularity_counts(split, space)
     return lambda _user: counts
 
 
-def event_queries(
-    split: TimeSplit, space: ItemSpace, last: int | None, profile_weight: float
-) -> QueryFn:
-    """``flat`` (every training event, ``last`` None) or ``recent`` (the ``last`` newest)."""
+def event_memories(
+    split: TimeSplit, space: ItemSpace, last: int | None
+) -> dict[str, MemoryVectors]:
+    """``flat`` (every training event, ``last`` None) or ``recent`` (the ``last`` newest)
+    memories of the evaluated users, as the scorer reads them."""
     index = space.index
-    by_user: dict[str, list[Row]] = {}
+    by_user: dict[str, list[Row]] = {u: [] for u in split.targets}
     for row in split.train:
-        by_user.setdefault(str(row["user_id"]), []).append(row)
-
-    def query(user: str) -> npt.NDArray[np.float64]:
-        events = by_user.get(user, [])
-        memory = event_memory(events if last is None else events[-last:], space, index)
-        return memory.query(profile_weight)
-
-    return query
-
-
-def memory_queries(
-    memories: Mapping[str, MemoryVectors], space: ItemSpace, profile_weight: float
-) -> QueryFn:
-    """Query vectors of memories read off a worker's store (empty memory: zero)."""
-    empty = MemoryVectors.empty(space.vectors.shape[1])
-    return lambda user: memories.get(user, empty).query(profile_weight)
+        events = by_user.get(str(row["user_id"]))
+        if events is not None:
+            events.append(row)
+    return {
+        user: event_memory(events if last is None else events[-last:], space, index)
+        for user, events in by_user.items()
+    }
 
 
-def query_scores(space: ItemSpace, query: QueryFn) -> ScoreFn:
-    """The memory score of every item: the item vectors times the user's query vector."""
-    vectors = space.vectors.astype(np.float64)
-    return lambda user: np.asarray(vectors @ query(user))
+def memory_scores_fn(
+    name: str,
+    scorer: ReferenceScorer,
+    memories: Mapping[str, MemoryVectors],
+    split: TimeSplit,
+    pool: CollabPool | None,
+    weights: Mapping[str, float] | None = None,
+    use_pool: bool = True,
+) -> ScoreFn:
+    """The reference score of every item for each user of ``memories`` (see the scorer).
+
+    ``weights`` and ``use_pool`` vary the formula for ablations; the headline
+    figures use the scorer's config for every memory variant.
+    """
+    empty = MemoryVectors.empty(scorer.space.vectors.shape[1])
+
+    def score(user: str) -> npt.NDArray[np.float64]:
+        memory = memories.get(user, empty)
+        found: list[str] = []
+        if pool is not None and use_pool:
+            query = scorer.collab_query(memory)
+            found = pool.candidates((name, user), query, scorer.config.pool, split.history[user])
+        return scorer.scores(memory, found, weights)
+
+    return score
+
+
+def content_queries(scorer: ReferenceScorer, memories: Mapping[str, MemoryVectors]) -> QueryFn:
+    """q_C per user (empty memory: zero): what the content codebook is queried with."""
+    empty = MemoryVectors.empty(scorer.space.vectors.shape[1])
+    return lambda user: scorer.content_query(memories.get(user, empty))
 
 
 def sasrec_scores(

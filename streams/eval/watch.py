@@ -2,19 +2,20 @@
 
 The evaluation must read memory only once the worker is done with the replayed
 history: every event consumed, and every maintenance decision about those
-events taken and run. Consumption shows on /metrics. Settling differs by policy:
+events taken and run. Consumption shows on /metrics. Settling:
 
-* ``fixed``: maintenance passes run one after another in the writer and each is
-  counted (``beliefstream_maintain_seconds_count``) even when it visits nobody,
-  so two more passes after the last event was consumed mean a whole pass began
-  after it, and took every user touched before.
-* ``rules``/``llm``: a planner round that finds nobody to plan for shows nowhere,
-  so a sentinel event (another tenant, a neutral 3-star rating of an unknown
-  item: it teaches nothing and rules plan nothing for it) is produced and the
-  plans topic read until the sentinel's plan appears. Rounds run one after
-  another and plan every user touched before them, so once the plan of a second
-  sentinel appears, the round that planned the first (and every training user
-  still pending then) has also run its operations.
+* every policy (``fixed`` included, now that the planner runs it too): a
+  planner round that finds nobody to plan for shows nowhere, so a sentinel
+  event (another tenant, a neutral 3-star rating of an unknown item: it teaches
+  nothing) is produced and the plans topic read until the sentinel's plan
+  appears. Rounds run one after another and plan every user touched before
+  them, so once the plan of a second sentinel appears, the round that planned
+  the first (and every training user still pending then) has also run its
+  operations. The sentinel's own operations are subtracted from the counts.
+* a worker whose ``fixed`` interval publishes no plans at all (the maintenance
+  pass outside the planner) counts passes instead: each is counted
+  (``beliefstream_maintain_seconds_count``) even when it visits nobody, so two
+  more passes per sentinel mean a whole pass began after it.
 """
 
 from __future__ import annotations

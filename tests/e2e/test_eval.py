@@ -1,4 +1,4 @@
-"""The replay evaluation end to end on the first 15,000 MovieLens-100K events.
+"""The replay evaluation end to end on the first 15,000 MovieLens-100K events, leave-last-out.
 
 Every variant runs for real (three workers through one embedded broker, the
 local LLM on a budget of one call a minute, SASRec trained): the output must
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from streams.eval import VARIANTS, run_eval
+from streams.eval.ablation import ABLATIONS
 
 pytestmark = pytest.mark.e2e
 
@@ -33,9 +34,11 @@ def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) 
     )
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     split = result["split"]
-    assert (split["train_events"], split["test_events"]) == (13_500, 1_500)
+    assert split["method"] == "leave_last_out"  # the default
+    assert split["train_events"] + split["test_events"] == 15_000
     users = split["users_evaluated"]
-    assert users > 0
+    # Leave-last-out evaluates everyone with two interactions (MovieLens never repeats).
+    assert users == split["test_events"] > 100
 
     variants = result["variants"]
     assert list(variants) == list(VARIANTS)
@@ -48,11 +51,24 @@ def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) 
         assert v["wall_s"] > 0, name
     for name in ("popularity", "recent", "flat", "sasrec"):
         assert variants[name]["ops"] == variants[name]["llm_calls"] == 0
+    memory_variants = ("recent", "flat", "tiered_fixed", "tiered_rules", "tiered_llm")
+    for name in memory_variants:
+        ablated = variants[name]["details"]["ablations"]
+        assert set(ablated) == set(ABLATIONS), name
+        for figures in ablated.values():
+            assert 0.0 <= figures["ndcg_at_10"] <= figures["hr_at_10"] <= 1.0, name
+    scorer = result["scorer"]
+    chosen = scorer["weights_from_validation"]["chosen"]
+    assert chosen == {"content": scorer["weights"]["content"],
+                      "popularity": scorer["weights"]["popularity"]}  # fmt: skip
+    assert scorer["weights_from_validation"]["users"] > 0
+    assert scorer["codebook_pool"]["items"] > 0 and scorer["codebook_pool"]["k"] > 0
     for name in ("tiered_fixed", "tiered_rules", "tiered_llm"):
         details = variants[name]["details"]
         assert details["worker_exit_code"] == 0, name
         assert details["memory"]["users"] == users
         assert details["memory"]["chunks"] > 0
+        assert details["memory"]["evidence_events"] >= users  # the event tier, read back
         assert variants[name]["ops"] == sum(details["ops_by_op"].values()), name
         assert details["catalogue_at_cut_complete"], name
     fixed = variants["tiered_fixed"]["details"]["ops_by_op"]

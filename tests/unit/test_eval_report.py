@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from streams.eval.ablation import ABLATIONS
 from streams.eval.plots import bar_chart, nice_max, scatter_chart
 from streams.eval.png import Canvas, png_bytes
 from streams.eval.report import markdown
@@ -79,13 +80,21 @@ def test_markdown_lists_every_variant_and_the_cold_figures() -> None:
     }
     result = {
         "dataset": "ml-100k", "limit": 100, "wall_s": 60.0,
-        "split": {"train_events": 90, "test_events": 10, "users_evaluated": 5, "candidates": 50},
+        "split": {"method": "leave_last_out", "train_events": 90, "test_events": 10,
+                  "users_evaluated": 5, "candidates": 50},
         "variants": {"flat": entry, "tiered_llm": entry},
         "cold": {"variant": "flat", "method": "content_scorer", "targets": 4, "realtime": 0.25,
                  "rebuild_only": 0.0},
-        "scorer": {"formula": "score = ...", "profile_weight": 1.0},
+        "scorer": {"formula": "score = ...", "profile_weight": 1.0, "half_life_events": 5.0,
+                   "weights": {"content": 0.0, "collab": 1.0, "popularity": 0.5},
+                   "codebook_pool": {"k": 100}},
     }  # fmt: skip
+    ablations = {k: {"ndcg_at_10": 0.125} for k in ABLATIONS}
+    result["variants"]["flat"] = {**entry, "details": {"ablations": ablations}}
     text = markdown(result)
     assert "| flat | 0.1000 | 0.3000 ± 0.0500 | 0.2000 | 0.250 | 12 | 3 | 900 | 4.0 |" in text
     assert "| tiered_llm |" in text and "first 100 events" in text
+    assert "Split leave_last_out: 90 events replayed" in text
     assert "real-time 0.2500, rebuild-only 0.0000" in text
+    assert "| flat | 0.2000 | 0.1250 | 0.1250 | 0.1250 | 0.1250 |" in text  # the ablations
+    assert "| tiered_llm | 0.2000 | 0.1250" not in text  # none measured for it

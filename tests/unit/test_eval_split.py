@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from streams.eval.split import time_split
+from streams.eval.split import leave_last_out, make_split, time_split
 
 
 def ev(n: int, user: str, item: str, value: float = 4.0) -> dict[str, Any]:
@@ -60,3 +60,54 @@ def test_unsorted_or_too_short_input_is_refused() -> None:
         time_split([ev(1, "a", "i"), ev(0, "a", "j")], 0.5)
     with pytest.raises(ValueError, match="empty"):
         time_split([ev(0, "a", "i")], 0.5)
+
+
+def test_leave_last_out_holds_out_each_users_last_interaction() -> None:
+    rows = [
+        ev(0, "a", "i1"), ev(1, "b", "i2"), ev(2, "a", "i3"), ev(3, "c", "i1"),
+        ev(4, "b", "i4"), ev(5, "a", "i2"), ev(6, "b", "i9"), ev(7, "a", "i5"),
+    ]  # fmt: skip
+    split = leave_last_out(rows)
+    assert split.method == "leave-last-out"
+    # a's last is e7, b's e6; c has a single interaction: kept in training, not evaluated.
+    assert [r["event_id"] for r in split.test] == ["e6", "e7"]
+    assert [r["event_id"] for r in split.train] == ["e0", "e1", "e2", "e3", "e4", "e5"]
+    assert list(split.targets) == ["a", "b"]
+    assert (split.targets["a"]["item_id"], split.targets["b"]["item_id"]) == ("i5", "i9")
+    assert split.history["a"] == ["i1", "i3", "i2"] and split.history["c"] == ["i1"]
+    assert split.split_ts == 1005  # the newest replayed interaction
+    assert split.train_fraction == pytest.approx(6 / 8)
+    # i5 and i9 are mentioned by no training interaction: both cold.
+    assert {r["item_id"] for r in split.cold_targets} == {"i5", "i9"}
+
+
+def test_leave_last_out_evaluates_every_user_with_two_interactions() -> None:
+    rows = [ev(n, f"u{n % 7}", f"i{n}") for n in range(70)]
+    split = leave_last_out(rows)
+    assert len(split.targets) == 7 and len(split.test) == 7
+    for user, target in split.targets.items():
+        # The target is the user's newest interaction; everything older is replayed.
+        mine = [r for r in rows if r["user_id"] == user]
+        assert target is mine[-1]
+        assert split.history[user] == [r["item_id"] for r in mine[:-1]]
+
+
+def test_leave_last_out_skips_a_last_interaction_with_a_seen_item() -> None:
+    rows = [ev(0, "a", "i1"), ev(1, "a", "i2"), ev(2, "a", "i1"), ev(3, "b", "i3"),
+            ev(4, "b", "i4")]  # fmt: skip
+    split = leave_last_out(rows)
+    assert [r["event_id"] for r in split.test] == ["e2", "e4"]  # held out either way
+    assert list(split.targets) == ["b"]  # a's repeat is not a next-item target
+
+
+def test_make_split_dispatches_and_refuses_unknown_methods() -> None:
+    rows = [ev(n, "a" if n % 2 else "b", f"i{n}") for n in range(10)]
+    assert make_split(rows, "time", 0.8).method == "time"
+    assert len(make_split(rows, "time", 0.8).test) == 2
+    assert make_split(rows, "leave-last-out").method == "leave-last-out"
+    with pytest.raises(ValueError, match="unknown split"):
+        make_split(rows, "random")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sorted"):
+        leave_last_out([ev(1, "a", "i1"), ev(0, "a", "i2")])
+    with pytest.raises(ValueError, match="empty"):
+        leave_last_out([ev(0, "a", "i1"), ev(1, "b", "i2")])  # nobody has two

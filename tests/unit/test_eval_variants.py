@@ -8,9 +8,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from streams.eval.scorer import ItemSpace, unit_rows
+from streams.eval.scorer import ItemSpace, ReferenceScorer, ScorerConfig, unit_rows
 from streams.eval.split import time_split
-from streams.eval.variants import event_queries, popularity_scores, query_scores, rank_variant
+from streams.eval.variants import (
+    content_queries,
+    event_memories,
+    memory_scores_fn,
+    popularity_scores,
+    rank_variant,
+)
 from streams.eval.watch import labelled
 
 
@@ -53,11 +59,28 @@ def test_rebuild_only_cannot_rank_an_item_unknown_at_the_cut() -> None:
 
 
 def test_flat_and_recent_read_the_users_own_training_events() -> None:
-    flat = query_scores(SPACE, event_queries(SPLIT, SPACE, None, profile_weight=1.0))
-    recent = query_scores(SPACE, event_queries(SPLIT, SPACE, 1, profile_weight=1.0))
-    assert flat("a") == pytest.approx([1.0, 0.0, 0.0, 1.0, 0.0])
-    assert recent("a") == pytest.approx([0.0, 0.0, 0.0, 1.0, 0.0])
-    assert not flat("nobody").any()
+    flat = event_memories(SPLIT, SPACE, None)
+    recent = event_memories(SPLIT, SPACE, 1)
+    assert set(flat) == set(SPLIT.targets)  # the evaluated users only
+    assert [i for i, _ in flat["a"].evidence] == ["p3", "p0"]  # newest first
+    assert [i for i, _ in recent["a"].evidence] == ["p3"]
+    scorer = ReferenceScorer(SPACE, np.zeros((5, 2)), np.zeros(5), ScorerConfig())
+    query = content_queries(scorer, flat)
+    assert query("a") == pytest.approx([1.0, 0.0, 0.0, 1.0, 0.0])
+    assert content_queries(scorer, recent)("a") == pytest.approx([0.0, 0.0, 0.0, 1.0, 0.0])
+    assert not query("nobody").any()
+
+
+def test_every_memory_variant_is_ranked_by_the_one_scorer() -> None:
+    # Collaborative vectors: p3 sits beside p1, p0 beside p2; content and popularity off.
+    collab = np.array([[1, 0], [0, 1], [1, 0.1], [0.1, 1], [0, 0]], dtype=np.float32)
+    cfg = ScorerConfig(content=0.0, popularity=0.0, pool=0)
+    scorer = ReferenceScorer(SPACE, collab, np.zeros(5), cfg)
+    recent = memory_scores_fn("recent", scorer, event_memories(SPLIT, SPACE, 1), SPLIT, None)
+    # a's newest event is p3, whose neighbour p1 is a's target: first among p1, p2, new.
+    assert recent("a")[1] > recent("a")[2] > recent("a")[4]
+    ranked = rank_variant(recent, SPLIT, SPACE, SPLIT.known_items)
+    assert ranked.metrics.users == 3
 
 
 def test_labelled_samples_are_grouped_by_label_value() -> None:

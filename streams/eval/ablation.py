@@ -1,0 +1,47 @@
+"""Ablations of the reference scorer: which part of the formula carries each memory variant.
+
+The headline figures use the whole formula for every memory variant. To read
+them, the same memories are re-ranked with one part switched off at a time;
+that is cheap (the memories are already read, no worker runs again) and tells
+whether a difference between variants comes from what their memory holds
+(chunks and profile: the content term; evidence events: the collaborative term)
+or from a term they share (popularity, the codebook pool). ``content_only``
+without the pool is the earlier scorer: chunk/profile similarity alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from streams.eval.collab import CollabPool
+from streams.eval.scorer import MemoryVectors, ReferenceScorer
+from streams.eval.split import TimeSplit
+from streams.eval.variants import memory_scores_fn, rank_variant
+
+__all__ = ["ABLATIONS", "ablations"]
+
+# name -> (component weights overriding the config's, whether the codebook pool is used)
+ABLATIONS: dict[str, tuple[dict[str, float], bool]] = {
+    "no_codebook_pool": ({}, False),
+    "without_popularity": ({"popularity": 0.0}, True),
+    "content_only": ({"content": 1.0, "collab": 0.0, "popularity": 0.0}, False),
+    "collab_only": ({"content": 0.0, "collab": 1.0, "popularity": 0.0}, False),
+}
+
+
+def ablations(
+    name: str,
+    scorer: ReferenceScorer,
+    memories: Mapping[str, MemoryVectors],
+    split: TimeSplit,
+    pool: CollabPool | None,
+) -> dict[str, dict[str, Any]]:
+    """HR@10, NDCG@10 and mean rank pct of each ablation of this variant's memories."""
+    out: dict[str, dict[str, Any]] = {}
+    for label, (weights, use_pool) in ABLATIONS.items():
+        score = memory_scores_fn(name, scorer, memories, split, pool, weights, use_pool)
+        m = rank_variant(score, split, scorer.space, split.known_items).metrics
+        out[label] = {"hr_at_10": m.hr_at_10, "ndcg_at_10": m.ndcg_at_10,
+                      "mean_rank_pct": m.mean_rank_pct}  # fmt: skip
+    return out
