@@ -123,6 +123,8 @@ class MemoryKeeper:
         self._dirty: dict[UserKey, None] = {}
         # Users with events whose item was not in the catalogue yet: maintenance re-reads them.
         self._unresolved: set[UserKey] = set()
+        # Of those, the ones whose tenant got items since: worth absorbing again.
+        self._recheck: set[UserKey] = set()
         self.watermarks: dict[str, float] = {}
 
     def _version(self) -> int:
@@ -145,7 +147,22 @@ class MemoryKeeper:
         """Store catalogue items, tagging those without genres first when a tagger is set."""
         tagged = tag_items(items, self.tagger, self.tagger_source)
         self.tagging.update(tagged.outcomes)
-        return self.catalogue.write_items(tagged.items)
+        stored = self.catalogue.write_items(tagged.items)
+        tenants = {item.tenant for item in tagged.items}
+        self._recheck.update(key for key in self._unresolved if key[0] in tenants)
+        return stored
+
+    def resolve_late_items(self) -> MaintainResult:
+        """Absorb again the events of users whose items may have arrived after them.
+
+        Only users with events about unknown items whose tenant got items since are
+        read; those whose memory changed are touched again (the planner looks at them).
+        """
+        keys = sorted(self._recheck)
+        self._recheck.clear()
+        result = self.run_for(keys, {key: [] for key in keys}, None)
+        self._dirty.update(dict.fromkeys((n.tenant, n.user_id) for n in result.notices))
+        return result
 
     def ingest(self, records: Sequence[EventRecord], plan_id: str | None = None) -> IngestResult:
         """Store events once, then absorb them into their users' beliefs."""

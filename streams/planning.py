@@ -115,6 +115,8 @@ class PlannerLoop:
         self._loop = asyncio.get_running_loop()
         writer = self.worker.writer
         round_ = await asyncio.wrap_future(writer.plan_round())
+        if round_.notices:
+            await self.worker.publish_notices(round_.notices)
         plans: list[Plan] = []
         if round_.summaries:
             policy = await self._loop.run_in_executor(self._decider, self._policy_now)

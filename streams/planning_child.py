@@ -58,6 +58,8 @@ class PlanRound:
 
     summaries: list[UserSummary] = field(default_factory=list)
     due: list[Request] = field(default_factory=list)
+    # (tenant, user, version) of memories changed by absorbing late items again.
+    notices: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 def encode_state(clock: OperationClock, waiting: Waiting) -> str:
@@ -122,7 +124,12 @@ class PlanningState:
             self._set(key, clock)
 
     def plan_round(self, keeper: MemoryKeeper, max_users: int | None) -> PlanRound:
-        """Summaries of the users touched since the last round, and deferred work now due."""
+        """Summaries of the users touched since the last round, and deferred work now due.
+
+        Users whose items arrived after their events are absorbed again first.
+        """
+        late = keeper.resolve_late_items()
+        notices = [(n.tenant, n.user_id, n.version) for n in late.notices]
         due: list[Request] = []
         for key, waiting in list(self._waiting.items()):
             total = self.clock(key).events_total
@@ -151,7 +158,7 @@ class PlanningState:
                 for key in keys
             ]
         self.save()
-        return PlanRound(summaries, due)
+        return PlanRound(summaries, due, notices)
 
     def defer(self, deferred: Sequence[Deferred]) -> None:
         """Hold operations until their users have ``n`` more events.

@@ -123,8 +123,9 @@ def test_two_workers_share_the_job_store_and_only_the_owner_holds_a_job(
 ) -> None:
     settings = settings.model_copy(update={"maintain_every_s": 0.5, "policy": "rules"})
     with_items(settings, 5)
-    produce(settings, encode([rating(1, 7, 0, 3.22)]))
     first = start_worker(settings)
+    first.wait_for(lambda: first.metric("beliefstream_items_stored_total") >= 5)
+    produce(settings, encode([rating(1, 7, 0, 3.22)]))
     first.wait_for(lambda: first.metric("beliefstream_scheduled_ops") == 1, timeout=90)
     second = start_worker(settings)  # same group, same job store: partitions split
 

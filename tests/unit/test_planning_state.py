@@ -110,6 +110,24 @@ def test_a_newer_deferral_replaces_the_older_and_a_run_settles_it(tmp_path: Path
     assert state.waiting(("acme", "u1")) == [(27, newer)]
 
 
+def test_items_that_arrive_after_their_events_are_absorbed_at_the_next_round(
+    tmp_path: Path,
+) -> None:
+    k = keeper(tmp_path)
+    state = PlanningState(InMemoryPlannerState())
+    ingested(k, state, 0, 6)  # the catalogue is still empty: no beliefs yet
+    (summary,) = state.plan_round(k, None).summaries
+    assert summary.chunk_count == 0
+    assert state.plan_round(k, None).notices == []  # nothing arrived: nobody is read
+    k.add_items(list(catalogue("acme").values()))
+    late = state.plan_round(k, None)
+    assert [(t, u) for t, u, _ in late.notices] == [("acme", "u1")]
+    # The user is looked at again in the same round, now with beliefs.
+    (summary,) = late.summaries
+    assert summary.chunk_count > 0
+    assert state.plan_round(k, None).notices == []  # resolved: not read again
+
+
 def test_only_changed_users_are_saved(tmp_path: Path) -> None:
     k = keeper(tmp_path)
     store = InMemoryPlannerState()
