@@ -22,7 +22,13 @@ from lancedb.index import BTree
 from memory_store.events import Item
 from memory_store.lance_tiers import create_keyed_table, quote
 
-__all__ = ["ITEM_SCHEMA", "ItemCatalogue", "LanceItemCatalogue", "open_catalogue"]
+__all__ = [
+    "ITEM_SCHEMA",
+    "ItemCatalogue",
+    "LanceItemCatalogue",
+    "item_from_row",
+    "open_catalogue",
+]
 
 ITEMS_TABLE = "items"
 ITEM_KEY = "item_key"
@@ -82,7 +88,8 @@ def _to_table(items: Sequence[Item]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=ITEM_SCHEMA)
 
 
-def _from_row(row: dict[str, Any]) -> Item:
+def item_from_row(row: dict[str, Any]) -> Item:
+    """A catalogue row as the item it stores."""
     return Item(
         tenant=row["tenant"],
         item_id=row["item_id"],
@@ -130,7 +137,7 @@ class LanceItemCatalogue:
                 .execute(batch)
             )
             now = time.monotonic()
-            for item in map(_from_row, batch.to_pylist()):
+            for item in map(item_from_row, batch.to_pylist()):
                 cached = self._cache.get((item.tenant, item.item_id))
                 if cached is None or cached[0].ts <= item.ts:
                     self._cache[(item.tenant, item.item_id)] = (item, now)
@@ -153,7 +160,7 @@ class LanceItemCatalogue:
             ids = ", ".join(quote(i) for i in missing[start : start + _IDS_PER_QUERY])
             where = f"tenant = {quote(tenant)} AND item_id IN ({ids})"
             rows = table.search().where(where).limit(_IDS_PER_QUERY).to_arrow().to_pylist()
-            for item in map(_from_row, rows):
+            for item in map(item_from_row, rows):
                 if item.tenant == tenant:
                     found[item.item_id] = item
                     self._cache[(tenant, item.item_id)] = (item, now)

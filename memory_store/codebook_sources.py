@@ -10,7 +10,6 @@ in LanceDB and again on the rows it gets back.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from memory_store.catalogue import ITEMS_TABLE
+from memory_store.catalogue import ITEMS_TABLE, item_from_row
 from memory_store.events import EventType, Interaction, Item
 from memory_store.lance_store import EVENTS_TABLE
 from memory_store.lance_tiers import quote
@@ -73,14 +72,7 @@ class CodebookSources:
         columns = ["tenant", "item_id", "title", "text", "attributes", "ts"]
         rows = table.search().where(f"tenant = {quote(tenant)}").select(columns)
         found = [
-            Item(
-                tenant=row["tenant"],
-                item_id=row["item_id"],
-                title=row["title"],
-                text=row["text"],
-                attributes=json.loads(row["attributes"]),
-                ts=row["ts"],
-            )
+            item_from_row(row)
             for row in rows.limit(None).to_arrow().to_pylist()
             if row["tenant"] == tenant
         ]
