@@ -107,7 +107,7 @@ class LanceMemoryStore:
                 key[1],
                 tuple(chunks.get(key, ())),
                 profiles.get(key),
-                tuple(interaction_from_row(r) for r in newest[len(newest) - event_limit :]),
+                tuple(interaction_from_row(r) for r in newest[max(0, len(newest) - event_limit) :]),
             )
         return snapshots
 

@@ -144,6 +144,20 @@ def test_snapshot_round_trips_the_whole_lifecycle(tmp_path: Path) -> None:
     ]
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stored=st.integers(0, 12), limit=st.integers(1, 12))
+def test_a_snapshot_holds_the_newest_min_limit_stored_events(
+    tmp_path: Path, stored: int, limit: int
+) -> None:
+    # A user with fewer events than the limit once got only the last (2n - limit) of them.
+    store = open_store(str(tmp_path / f"s{stored}-{limit}"))
+    events = some_events("acme", "u1", 0, stored, T0)
+    if events:
+        ingest(store, events)
+    got = [e.event_id for e in read_one(store, "acme", "u1", event_limit=limit).events]
+    assert got == [e.event_id for e in events][max(0, stored - limit) :]
+
+
 def test_applying_a_delta_twice_equals_once_and_logs_each_change_once(tmp_path: Path) -> None:
     store = open_store(str(tmp_path))
     items = catalogue("acme")
