@@ -26,9 +26,11 @@ from memory_store.signals import evidence_weight
 from memory_store.store import open_store
 from streams.eval.scorer import MemoryVectors, unit_rows
 
-__all__ = ["MemoryStats", "read_tiered_memory"]
+__all__ = ["READER_EVENTS", "MemoryStats", "read_tiered_memory"]
 
 _SLICE = 500
+# The reader's window of recent events (its default), the memory's evidence.
+READER_EVENTS = 50
 _ALL_CHUNKS = 1_000_000
 
 
@@ -50,7 +52,13 @@ def read_tiered_memory(
     """Each user's chunks (decayed strength, polarity) and profile, as scorer vectors."""
     store = open_store(uri)
     reader = MemoryReader(
-        store, open_catalogue(uri), embed, cache_users=0, dimension=dim, decay_in_event_time=True
+        store,
+        open_catalogue(uri),
+        embed,
+        cache_users=0,
+        event_limit=READER_EVENTS,
+        dimension=dim,
+        decay_in_event_time=True,
     )
     out: dict[str, MemoryVectors] = {}
     empty = with_profile = chunks = dislikes = events = 0

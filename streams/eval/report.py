@@ -18,6 +18,7 @@ from streams.eval.cold import CodebookCold
 from streams.eval.metrics import RankingMetrics
 from streams.eval.pipeline import TieredRun
 from streams.eval.plots import bar_chart, scatter_chart
+from streams.eval.retention import retention_markdown
 from streams.eval.scorer import ScorerConfig
 from streams.eval.split import TimeSplit
 from streams.eval.variants import RECENT_EVENTS, Ranked
@@ -250,6 +251,7 @@ def markdown(result: Mapping[str, Any]) -> str:
               f"w_p = {scorer['profile_weight']}, H = {scorer['half_life_events']} events, "
               f"pool {scorer['codebook_pool']['k']}.", ""]  # fmt: skip
     lines += _ablation_table(result["variants"])
+    lines += retention_markdown(result.get("retention_check"))
     return "\n".join(lines)
 
 

@@ -23,12 +23,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from memory_store.embedding import DIMENSION, MiniLMEmbedder
+from memory_store.operations import LifecycleParams
 from streams.broker import start_broker
 from streams.datasets import Dataset, load_dataset
 from streams.eval.ablation import ablations
 from streams.eval.cold import CodebookCold, QueryFn, codebook_cold
 from streams.eval.collab import CollabPool, collab_matrix, popularity_counts
-from streams.eval.memory_read import read_tiered_memory
+from streams.eval.memory_read import READER_EVENTS, read_tiered_memory
 from streams.eval.pipeline import Policy, RunOptions, TieredRun, run_tiered
 from streams.eval.report import (
     cold_section,
@@ -36,6 +37,12 @@ from streams.eval.report import (
     split_section,
     variant_entry,
     write_outputs,
+)
+from streams.eval.retention import (
+    events_kept_at_target,
+    forgotten_after_target,
+    intact_users,
+    retention_section,
 )
 from streams.eval.sasrec import SASRecConfig
 from streams.eval.scorer import ItemSpace, MemoryVectors, ReferenceScorer, ScorerConfig
@@ -135,6 +142,10 @@ def run_eval(
     ranked: dict[str, Ranked] = {}
     runs: dict[str, TieredRun] = {}
     queries: dict[str, QueryFn] = {}
+    forgotten: dict[str, frozenset[str]] = {}
+    kept_at_target = events_kept_at_target(
+        cut, LifecycleParams().event_ttl, READER_EVENTS
+    )  # what the worker's retention (default params) keeps at each user's target time
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
     broker = start_broker() if any(v in TIERED for v in chosen) else None
@@ -177,6 +188,7 @@ def run_eval(
                         run.lancedb_uri, TENANT, list(cut.targets), embedder, DIMENSION
                     )
                     runs[name] = run
+                    forgotten[name] = forgotten_after_target(memories, kept_at_target)
                     extra = {
                         "memory": asdict(stats),
                         "catalogue_at_cut_complete": run.catalogue_at_cut == cut.known_items,
@@ -205,6 +217,10 @@ def run_eval(
     if pool is not None:
         result["scorer"]["codebook_pool"] |= {"items": pool.items, "fit_s": round(pool.fit_s, 2)}
     result["cold"] = cold_section(ranked, runs, *cold)
+    if forgotten and cut.method == "leave-last-out":
+        check = intact_users(forgotten, list(cut.targets),
+                             {n: (r.ranks, r.candidates) for n, r in ranked.items()})  # fmt: skip
+        result["retention_check"] = retention_section(check, READER_EVENTS)
     write_outputs(result, json_file, out_dir)
     console.print(f"[green]eval written[/]: {json_file} and {out_dir} in {seconds['total']:.0f}s")
     return result

@@ -49,6 +49,9 @@ class Ranked:
     metrics: RankingMetrics
     cold_realtime: RankingMetrics
     cold_rebuild_only: RankingMetrics
+    # Per evaluated user, in ``split.targets`` order: the target's rank, the candidates.
+    ranks: tuple[int | None, ...] = ()
+    candidates: tuple[int, ...] = ()
 
 
 def rank_variant(
@@ -82,6 +85,8 @@ def rank_variant(
         summarize(ranks, sizes["ranks"]),
         summarize(realtime, sizes["realtime"]),
         summarize(rebuild, sizes["rebuild"]),
+        tuple(ranks),
+        tuple(sizes["ranks"]),
     )
 
 

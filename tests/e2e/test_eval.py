@@ -86,6 +86,13 @@ def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) 
     assert cold["catalogue_after_realtime_items"] >= cold["catalogue_at_cut"] > 0
     assert set(cold["per_variant"]) == set(VARIANTS)
 
+    check = result["retention_check"]  # leave-last-out: memories read after the whole replay
+    assert set(check["forgotten_after_target"]) == {"tiered_fixed", "tiered_rules", "tiered_llm"}
+    assert 0 < check["users_intact"] <= users
+    assert list(check["variants"]) == list(VARIANTS)
+    for v in check["variants"].values():
+        assert v["users"] == check["users_intact"] and 0.0 <= v["ndcg_at_10"] <= v["hr_at_10"]
+
     results = tmp_path / "results"
     table = (results / "results.md").read_text()
     assert all(f"| {name} |" in table for name in VARIANTS)
