@@ -10,16 +10,15 @@ only the dictionaries, never a LanceDB read or an embedding call.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from memory_store._reader_entry import Entry, build_entry
 from memory_store.candidates import CandidateSource, CodebookUnavailableError, user_candidates
 from memory_store.catalogue import ItemCatalogue
 from memory_store.change_notice import ChangeNotice
@@ -28,7 +27,6 @@ from memory_store.operations.params import LifecycleParams
 from memory_store.reader_views import (
     NO_VERSION,
     ChunkView,
-    EventView,
     ProfileView,
     ReaderStats,
     ScoredChunk,
@@ -36,31 +34,13 @@ from memory_store.reader_views import (
     UserMemoryView,
     Vector,
     check_k,
-    check_owners,
     item_text,
     unit_vector,
 )
 from memory_store.store import MemoryStore, UserKey
-from memory_store.tiers import PreferenceChunk, Profile, UserSnapshot
+from memory_store.tiers import UserSnapshot
 
 __all__ = ["MemoryReader", "ReaderStats", "ScoredChunk", "UnknownItemError", "UserMemoryView"]
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """One user's cached memory; ``matrix`` rows are unit chunk embeddings (chunk_id order)."""
-
-    version: int
-    chunks: tuple[PreferenceChunk, ...]
-    profile: Profile | None
-    events: tuple[EventView, ...]
-    matrix: Vector
-    strength: npt.NDArray[np.float64]
-    last_seen: npt.NDArray[np.float64]
-    # The user's own newest event time: "now" when decaying in event time.
-    event_now: float
 
 
 class MemoryReader:
@@ -91,7 +71,7 @@ class MemoryReader:
         self._event_time, self._codebook = decay_in_event_time, codebook
         self._dim = dimension
         self._lock = threading.Lock()
-        self._entries: OrderedDict[UserKey, _Entry] = OrderedDict()
+        self._entries: OrderedDict[UserKey, Entry] = OrderedDict()
         # Versions heard per user, bounded: forgetting one only costs a needless reload.
         self._heard: OrderedDict[UserKey, int] = OrderedDict()
         self._heard_limit = cache_users + 10_000
@@ -105,6 +85,14 @@ class MemoryReader:
         check_k(k)
         return self._view(tenant, user_id, self._entry((tenant, user_id)), k)
 
+    def get_user_memories(
+        self, tenant: str, user_ids: Sequence[str], k: int = 10
+    ) -> dict[str, UserMemoryView]:
+        """``get_user_memory`` for many users: one store read for all not cached (batch rankers)."""
+        check_k(k)
+        entries = self._entries_for([(tenant, u) for u in user_ids])
+        return {u: self._view(tenant, u, e, k) for (_, u), e in entries.items()}
+
     def cached_user_memory(self, tenant: str, user_id: str, k: int = 10) -> UserMemoryView | None:
         """``get_user_memory`` if the user's memory is cached and current, else None (no I/O).
 
@@ -114,7 +102,7 @@ class MemoryReader:
         entry = self._fresh_entry((tenant, user_id))
         return None if entry is None else self._view(tenant, user_id, entry, k)
 
-    def _view(self, tenant: str, user_id: str, entry: _Entry, k: int) -> UserMemoryView:
+    def _view(self, tenant: str, user_id: str, entry: Entry, k: int) -> UserMemoryView:
         decayed = self._decayed(entry)
         order = np.argsort(-decayed, kind="stable")[:k]
         return UserMemoryView(
@@ -199,7 +187,7 @@ class MemoryReader:
                 self._query_hits, self._query_misses,
             )  # fmt: skip
 
-    def _fresh_entry(self, key: UserKey) -> _Entry | None:
+    def _fresh_entry(self, key: UserKey) -> Entry | None:
         """The cached entry if no newer change was heard since it was loaded (counts a hit)."""
         with self._lock:
             cached = self._entries.get(key)
@@ -209,49 +197,41 @@ class MemoryReader:
                 return cached
             return None
 
-    def _entry(self, key: UserKey) -> _Entry:
-        cached = self._fresh_entry(key)
-        if cached is not None:
-            return cached
-        with self._lock:
-            heard = self._heard.get(key, NO_VERSION)
-            self._misses += 1
-        snapshot = self._store.read_snapshots([key], self._event_limit).get(key)
-        entry = self._build(key, snapshot or UserSnapshot(*key), heard)
-        with self._lock:
-            current = self._entries.get(key)
-            fresh = self._heard.get(key, NO_VERSION) <= heard
-            if self._cache_users and fresh and (current is None or current.version <= heard):
-                self._entries[key] = entry
-                self._entries.move_to_end(key)
-                while len(self._entries) > self._cache_users:
-                    self._entries.popitem(last=False)
-        return entry
+    def _entry(self, key: UserKey) -> Entry:
+        return self._entries_for([key])[key]
 
-    def _build(self, key: UserKey, snap: UserSnapshot, version: int) -> _Entry:
-        check_owners(key, snap)
-        dim = self._dimension()
-        matrix = np.zeros((len(snap.chunks), dim), dtype=np.float32)
-        for row, chunk in enumerate(snap.chunks):
-            try:
-                matrix[row] = unit_vector(chunk.embedding, dim, f"chunk {chunk.chunk_id}")
-            except ValueError as exc:  # a chunk embedded by another model never matches
-                log.warning("unusable chunk embedding: %s", exc)
-        newest = sorted(snap.events, key=lambda e: (e.ts, e.event_id), reverse=True)
-        return _Entry(
-            version=version,
-            chunks=snap.chunks,
-            profile=snap.profile,
-            events=tuple(EventView.of(e) for e in newest[: self._event_limit]),
-            matrix=matrix,
-            strength=np.array([c.strength for c in snap.chunks], dtype=np.float64),
-            last_seen=np.array([c.last_seen for c in snap.chunks], dtype=np.float64),
-            event_now=max(
-                [e.ts for e in snap.events] + [c.last_seen for c in snap.chunks], default=0.0
-            ),
-        )
+    def _entries_for(self, keys: Sequence[UserKey]) -> dict[UserKey, Entry]:
+        """Cached entries where current; the rest in one store read, cached as they are built."""
+        out: dict[UserKey, Entry] = {}
+        heard: dict[UserKey, int] = {}
+        for key in dict.fromkeys(keys):
+            cached = self._fresh_entry(key)
+            if cached is not None:
+                out[key] = cached
+                continue
+            with self._lock:
+                heard[key] = self._heard.get(key, NO_VERSION)
+                self._misses += 1
+        snapshots = self._store.read_snapshots(list(heard), self._event_limit) if heard else {}
+        for key, version in heard.items():
+            entry = out[key] = build_entry(
+                key,
+                snapshots.get(key) or UserSnapshot(*key),
+                version,
+                self._dimension(),
+                self._event_limit,
+            )
+            with self._lock:
+                current = self._entries.get(key)
+                fresh = self._heard.get(key, NO_VERSION) <= version
+                if self._cache_users and fresh and (current is None or current.version <= version):
+                    self._entries[key] = entry
+                    self._entries.move_to_end(key)
+                    while len(self._entries) > self._cache_users:
+                        self._entries.popitem(last=False)
+        return out
 
-    def _decayed(self, entry: _Entry) -> npt.NDArray[np.float64]:
+    def _decayed(self, entry: Entry) -> npt.NDArray[np.float64]:
         """Each chunk's strength decayed from its last evidence to now (as effective_strength)."""
         now = entry.event_now if self._event_time else self._clock()
         elapsed = now - entry.last_seen

@@ -4,7 +4,8 @@ The strengths, polarities and the set of chunks come from ``MemoryReader`` (the
 ranker API), with ``decay_in_event_time`` on: MovieLens is from the 1990s, so
 decay runs to each user's newest event, as it did while the history was live.
 The read view carries no vectors, so the chunk and profile embeddings are taken
-from the same store by chunk id (one bulk ``read_snapshots`` per 500 users).
+from the same store by chunk id. Both reads are bulk, per 500 users
+(``get_user_memories`` and ``read_snapshots``).
 The worker is stopped before this runs, so both reads see one memory version.
 The view's recent events (the reader's default window, newest first) are the
 memory's evidence, weighted as the worker weighs them (``evidence_weight``).
@@ -65,10 +66,11 @@ def read_tiered_memory(
     for start in range(0, len(users), _SLICE):
         part = list(users[start : start + _SLICE])
         snapshots = store.read_snapshots([(tenant, u) for u in part], event_limit=0)
+        views = reader.get_user_memories(tenant, part, k=_ALL_CHUNKS)
         for user in part:
             snap = snapshots[(tenant, user)]
             vectors = {c.chunk_id: c.embedding for c in snap.chunks}
-            view = reader.get_user_memory(tenant, user, k=_ALL_CHUNKS)
+            view = views[user]
             missing = [c.chunk_id for c in view.chunks if c.chunk_id not in vectors]
             if missing:
                 raise RuntimeError(f"memory of {user} changed between two reads: {missing[:3]}")

@@ -340,6 +340,28 @@ def test_the_same_user_id_in_two_tenants_never_mixes(store: MemoryStore) -> None
     assert [c.text for c in reader.retrieve("globex", "u1", query="Comedy")] == ["likes Horror"]
 
 
+def test_a_bulk_read_equals_single_reads_in_one_store_read_for_the_uncached(
+    store: MemoryStore, counting: CountingStore
+) -> None:
+    for n, user in enumerate(("u1", "u2", "u3")):
+        write(store, "acme", user, chunk("acme", user, "comedy", 0.2 + 0.2 * n))
+        store.write_events([EventRecord(interaction(n, "acme", user, NOW - n))])
+    write(store, "globex", "u4", chunk("globex", "u4", "horror", 0.7))
+    single = reader_over(store, cache_users=10)
+    expected = {u: single.get_user_memory("acme", u) for u in ("u1", "u2", "u3", "u4")}
+    reader = reader_over(counting, cache_users=10)
+    assert reader.get_user_memory("acme", "u2") == expected["u2"]
+    assert counting.reads == 1
+    # u2 comes from the cache; u1, u3 and u4 (not acme's: an empty view) in one more read.
+    bulk = reader.get_user_memories("acme", ["u1", "u2", "u3", "u4", "u1"])
+    assert counting.reads == 2
+    assert bulk == expected and not bulk["u4"].chunks
+    assert reader.get_user_memories("acme", ["u3", "u1"]) == {u: expected[u] for u in ("u3", "u1")}
+    assert counting.reads == 2
+    stats = reader.stats()
+    assert (stats.hits, stats.misses) == (3, 4)
+
+
 def test_a_store_returning_another_users_memory_is_refused(
     store: MemoryStore, counting: CountingStore
 ) -> None:
