@@ -12,133 +12,45 @@ import hmac
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from memory_store.candidates import CodebookUnavailableError
 from memory_store.codebook.service import ItemCodebook, UnknownTenantError
 from memory_store.reader import MemoryReader, UnknownItemError
+from streams.http_models import (
+    MAX_K,
+    CandidatesOut,
+    ErrorOut,
+    HealthOut,
+    MemoriesIn,
+    MemoriesOut,
+    MemoryOut,
+    RetrieveIn,
+    RetrieveOut,
+    ScoredChunkOut,
+)
 from streams.settings import Settings
 
-__all__ = [
-    "MAX_K",
-    "CandidatesOut",
-    "ChunkOut",
-    "EventOut",
-    "MemoryOut",
-    "ProfileOut",
-    "RetrieveIn",
-    "RetrieveOut",
-    "ScoredChunkOut",
-    "create_app",
-    "serve",
-]
+__all__ = ["create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
-MAX_K = 1000
 _MEMORY = "/v1/tenants/{tenant}/users/{user_id}/memory"
 _RETRIEVE = "/v1/tenants/{tenant}/users/{user_id}/retrieve"
 _CANDIDATES = "/v1/tenants/{tenant}/users/{user_id}/candidates"
+_MEMORIES = "/v1/tenants/{tenant}/memories"
 # How often the server indexes items the worker assigned: two small LanceDB reads per loaded
 # tenant (a few ms), so a new item is a candidate well within 1 s of its batch's flush.
 _SYNC_EVERY_S = 0.2
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True, frozen=True)
-
-
-class ProfileOut(_Out):
-    narrative: str
-    version: int
-    built_at: float
-    sources: int = Field(description="How many chunk versions the narrative was built from.")
-
-
-class ChunkOut(_Out):
-    chunk_id: str
-    facet: str
-    text: str
-    polarity: Literal["like", "dislike"]
-    strength: float = Field(description="Strength decayed to the time of the read.")
-    evidence_count: int
-    last_seen: float
-
-
-class EventOut(_Out):
-    event_id: str
-    item_id: str
-    type: str
-    value: float | None
-    ts: float
-
-
-class MemoryOut(_Out):
-    tenant: str
-    user_id: str
-    version: int = Field(description="Change version the memory was read at (-1: none heard).")
-    profile: ProfileOut | None
-    chunk_count: int = Field(description="All of the user's chunks, not only those returned.")
-    chunks: list[ChunkOut] = Field(description="The k strongest chunks, strongest first.")
-    events: list[EventOut] = Field(description="Recent events, newest first.")
-
-
-class ScoredChunkOut(ChunkOut):
-    similarity: float = Field(description="Cosine similarity to the query.")
-    score: float = Field(description="similarity x strength; chunks are sorted by it.")
-
-
-class RetrieveIn(BaseModel):
-    """Exactly one of ``query``, ``embedding`` and ``item_ids``, and how many chunks."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    query: str | None = Field(default=None, min_length=1, max_length=4096)
-    embedding: list[float] | None = Field(default=None, min_length=1, max_length=8192)
-    item_ids: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
-        default=None, min_length=1, max_length=1000
-    )
-    k: int = Field(default=10, ge=0, le=MAX_K)
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> RetrieveIn:
-        given = [n for n in ("query", "embedding", "item_ids") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"give exactly one of query, embedding or item_ids (got {given or 'none'})"
-            )
-        return self
-
-
-class RetrieveOut(_Out):
-    tenant: str
-    user_id: str
-    chunks: list[ScoredChunkOut] = Field(description="Best matches first.")
-
-
-class CandidatesOut(_Out):
-    tenant: str
-    user_id: str
-    items: list[str] = Field(description="Item ids, best first; the user's recent items left out.")
-
-
-class HealthOut(_Out):
-    status: Literal["ok"] = "ok"
-
-
-class ErrorOut(BaseModel):
-    detail: str
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
+_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorOut, "description": "Missing or unknown X-API-Key."},
     403: {"model": ErrorOut, "description": "The key belongs to another tenant."},
 }
+
 
 Id = Annotated[str, Path(min_length=1, max_length=256)]
 
@@ -181,6 +93,15 @@ def create_app(reader: MemoryReader, api_keys: Mapping[str, str]) -> FastAPI:
         if view is None:
             view = await run_in_threadpool(reader.get_user_memory, tenant, user_id, k)
         return MemoryOut.model_validate(view)
+
+    @app.post(_MEMORIES, response_model=MemoriesOut, dependencies=guard, responses=_ERRORS)
+    def memories(tenant: Id, body: MemoriesIn) -> MemoriesOut:
+        """``memory`` for many users at once (a ranker scoring a batch): one store read for
+        every user not cached."""
+        views = reader.get_user_memories(tenant, body.user_ids, body.k)
+        return MemoriesOut(
+            tenant=tenant, memories=[MemoryOut.model_validate(v) for v in views.values()]
+        )
 
     @app.post(
         _RETRIEVE,

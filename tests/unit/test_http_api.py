@@ -195,3 +195,32 @@ def test_openapi_documents_both_paths_and_their_models(client: TestClient) -> No
         spec["components"]["schemas"]
     )
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+
+
+MEMORIES = "/v1/tenants/{}/memories"
+
+
+def test_memories_reads_a_batch_in_request_order_within_the_keys_tenant(
+    client: TestClient,
+) -> None:
+    body = {"user_ids": ["u2", "u1", "u2"], "k": 1}
+    response = client.post(MEMORIES.format("acme"), headers=ACME, json=body)
+    assert response.status_code == 200
+    out = response.json()
+    assert out["tenant"] == "acme" and [m["user_id"] for m in out["memories"]] == ["u2", "u1"]
+    unknown, u1 = out["memories"]
+    assert unknown["chunks"] == [] and unknown["profile"] is None and unknown["events"] == []
+    single = client.get(MEMORY.format("acme", "u1"), params={"k": 1}, headers=ACME).json()
+    assert u1 == single and [c["text"] for c in u1["chunks"]] == ["likes Comedy"]
+    # globex's u1 (likes Horror) is never in acme's answer, and globex's key may not ask.
+    assert "Horror" not in response.text
+    globex = client.post(MEMORIES.format("acme"), headers={"X-API-Key": "k-globex"}, json=body)
+    assert globex.status_code == 403 and "Comedy" not in globex.text
+
+
+@pytest.mark.parametrize(
+    "body", [{"user_ids": []}, {"user_ids": [""]}, {"user_ids": ["u1"], "k": -1}, {"k": 3},
+             {"user_ids": ["u1"] * 1001}, {"user_ids": ["u1"], "extra": 1}]
+)  # fmt: skip
+def test_a_bad_batch_is_422(client: TestClient, body: dict[str, Any]) -> None:
+    assert client.post(MEMORIES.format("acme"), headers=ACME, json=body).status_code == 422
