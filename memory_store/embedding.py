@@ -25,6 +25,9 @@ class MiniLMEmbedder:
         self._batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
+        # One encode at a time: a fast tokenizer shared by two threads fails ("Already
+        # borrowed"), and the writer embeds beside a background codebook fit.
+        self._encode_lock = threading.Lock()
 
     def _load(self) -> Any:
         with self._lock:
@@ -39,11 +42,13 @@ class MiniLMEmbedder:
     def __call__(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
         if not texts:
             return []
-        vectors = self._load().encode(
-            list(texts),
-            batch_size=self._batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        model = self._load()
+        with self._encode_lock:
+            vectors = model.encode(
+                list(texts),
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return [tuple(float(x) for x in row) for row in vectors]

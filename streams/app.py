@@ -43,6 +43,8 @@ __all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
 log = logging.getLogger(__name__)
 
 EXIT_AGENT_CRASHED = 70
+# While a first codebook fit runs in the writer child, how often to look whether it finished.
+_FIT_POLL_S = 1.0
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -284,20 +286,29 @@ class IngestWorker:
             self.metrics.codebook_assign_seconds.observe(seconds)
 
     async def _codebook_on_timer(self) -> None:
-        """Fit the item codebook of tenants that have enough data, refresh those due (in the
-        writer child: the interactions batches queue behind it meanwhile)."""
+        """Start first fits of tenants with enough data (they run in the writer child's
+        background), refresh those due, then install each fit as soon as it finishes."""
+        outcome = await self._codebook_task(self.writer.codebook_upkeep)
+        while outcome is not None and outcome.running:
+            await asyncio.sleep(_FIT_POLL_S)
+            outcome = await self._codebook_task(self.writer.codebook_install)
+
+    async def _codebook_task(
+        self, submit: Callable[[], Future[UpkeepOutcome]]
+    ) -> UpkeepOutcome | None:
         try:
-            outcome = await asyncio.wrap_future(self.writer.codebook_upkeep())
+            outcome = await asyncio.wrap_future(submit())
         except asyncio.CancelledError:
             raise
         except BrokenExecutor as exc:
             self.die(exc)
-            return
+            return None
         except Exception as exc:
             self.metrics.codebook_updates.labels("error").inc()
             log.error("item codebook upkeep failed; the next one retries: %r", exc)
-            return
+            return None
         self.record_upkeep(outcome)
+        return outcome
 
     def record_upkeep(self, outcome: UpkeepOutcome) -> None:
         m = self.metrics

@@ -11,9 +11,11 @@ content facet is fitted on, ``memory_store.candidates.content_text``) and assign
 its tenant's current codes, and the rows are flushed before the batch is acknowledged,
 so a reader that syncs sees it (``ItemCodebook.sync``). A tenant without a model yet has
 its items counted as unindexed; the upkeep timer fits it from the whole catalogue plus
-item2vec over the event tier once it has ``min_items`` items and ``min_events`` events,
-and after that refreshes it every ``refresh_s`` on the events stored since, with churn
-bounded by ``max_churn``. Torch is imported only here, and only in the child.
+item2vec over the event tier once it has ``min_items`` items and ``min_events`` events
+(computed in a background thread, ``streams.codebook_fit``; installed and saved at the
+next upkeep after it finishes), and after that refreshes it every ``refresh_s`` on the
+events stored since, with churn bounded by ``max_churn``. Torch is imported only here,
+and only in the child.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from memory_store.candidates import COLLAB, CONTENT, co_engaged_pairs, content_vectors
+from memory_store.candidates import CONTENT, co_engaged_pairs, content_vectors
 from memory_store.catalogue import ItemCatalogue
 from memory_store.codebook_sources import CodebookSources
 from memory_store.events import Item
 from memory_store.operations.extraction import Embedder
+from streams.codebook_fit import BackgroundFits, FitInput, FitShape
 
 if TYPE_CHECKING:
     from memory_store.codebook.persist import CodebookStore
@@ -38,11 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["CodebookParams", "FacetFigures", "IndexOutcome", "UpkeepOutcome", "WorkerCodebook"]
 
 log = logging.getLogger(__name__)
-
-# The collaborative facet joins a first fit only if item2vec covers this share of the
-# catalogue: training aligns the facets on the items both know, so a thin collab facet
-# would leave the content codebook trained on a handful of items.
-COLLAB_COVERAGE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +93,9 @@ class FacetFigures:
 
 @dataclass(frozen=True, slots=True)
 class UpkeepOutcome:
-    fitted: list[str] = field(default_factory=list)
+    fitted: list[str] = field(default_factory=list)  # installed: the fit finished since
+    started: list[str] = field(default_factory=list)  # first fits started in the background
+    running: list[str] = field(default_factory=list)  # first fits still running
     refreshed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # tenant -> error, retried next time
     facets: list[FacetFigures] = field(default_factory=list)
@@ -130,6 +130,7 @@ class WorkerCodebook:
         # refresh is due, the wall time which events it reads (their ``ingested_at``).
         self._updated: dict[str, tuple[float, float]] = {}
         self._assigned: dict[str, int] = {}  # tenant -> items assigned since then
+        self.fits = BackgroundFits(embed)
 
     def _book(self, tenant: str) -> ItemCodebook | None:
         """The tenant's codebook, loaded from the store if another run fitted it; else None."""
@@ -137,6 +138,8 @@ class WorkerCodebook:
         from memory_store.codebook.serving import CodebookConfig
 
         book = self._books.get(tenant)
+        if book is None and self.fits.running(tenant):
+            return None  # its fit saves the model: loading now could read it half written
         if book is None:
             book = ItemCodebook(CodebookConfig(code_dim=self.params.code_dim), self.store)
             if not book.load(tenant):
@@ -147,33 +150,36 @@ class WorkerCodebook:
 
     def index_items(self, items: Sequence[Item]) -> IndexOutcome:
         """Assign codes to a batch's items (their newest catalogue version) and flush."""
-        indexed, unindexed, latency = 0, 0, []
         by_tenant: dict[str, list[str]] = {}
         for item in items:
             by_tenant.setdefault(item.tenant, []).append(item.item_id)
-        for tenant, ids in by_tenant.items():
-            if self._tenants is not None:
-                self._tenants.add(tenant)
-            newest = self._catalogue.read_items(tenant, ids)
-            book = self._book(tenant)
-            if book is None or not newest:
-                unindexed += len(dict.fromkeys(ids))
+        parts = [self._index(tenant, ids) for tenant, ids in by_tenant.items()]
+        return IndexOutcome(sum(p.indexed for p in parts), sum(p.unindexed for p in parts),
+                            [s for p in parts for s in p.assign_seconds])  # fmt: skip
+
+    def _index(self, tenant: str, ids: list[str]) -> IndexOutcome:
+        if self._tenants is not None:
+            self._tenants.add(tenant)
+        wanted = len(dict.fromkeys(ids))
+        newest = self._catalogue.read_items(tenant, ids)
+        book = self._book(tenant)
+        if book is None or not newest:
+            self.fits.note_arrivals(tenant, ids)
+            return IndexOutcome(0, wanted)
+        indexed, latency = 0, []
+        vectors = content_vectors(self._embed, list(newest.values()))
+        for item_id, vector in zip(vectors.items, vectors.vectors, strict=True):
+            started = time.perf_counter()
+            try:
+                book.assign(tenant, item_id, {CONTENT: vector})
+            except ValueError as exc:  # e.g. a model fitted with another embedder
+                log.warning("item %r of %r not indexed: %s", item_id, tenant, exc)
                 continue
-            vectors = content_vectors(self._embed, list(newest.values()))
-            for item_id, vector in zip(vectors.items, vectors.vectors, strict=True):
-                started = time.perf_counter()
-                try:
-                    book.assign(tenant, item_id, {CONTENT: vector})
-                except ValueError as exc:  # e.g. a model fitted with another embedder
-                    log.warning("item %r of %r not indexed: %s", item_id, tenant, exc)
-                    unindexed += 1
-                    continue
-                latency.append(time.perf_counter() - started)
-                indexed += 1
-                self._assigned[tenant] = self._assigned.get(tenant, 0) + 1
-            unindexed += len(dict.fromkeys(ids)) - len(newest)  # not in the catalogue: none
-            book.flush()
-        return IndexOutcome(indexed, unindexed, latency)
+            latency.append(time.perf_counter() - started)
+            indexed += 1
+        self._assigned[tenant] = self._assigned.get(tenant, 0) + indexed
+        book.flush()
+        return IndexOutcome(indexed, wanted - indexed, latency)  # not in the catalogue: none
 
     def upkeep(self) -> UpkeepOutcome:
         """Fit tenants that became ready, refresh those due, and report every facet's stats."""
@@ -181,12 +187,15 @@ class WorkerCodebook:
         if self._tenants is None:
             self._tenants = self.sources.tenants() | set(self._books)
         outcome = UpkeepOutcome()
+        self._install_finished(outcome)
         for tenant in sorted(self._tenants):
+            if self.fits.running(tenant) or tenant in outcome.fitted:
+                continue
             try:
                 book = self._book(tenant)
                 if book is None and self._ready(tenant):
-                    book = self.fit(tenant)
-                    outcome.fitted.append(tenant)
+                    self.fits.start(self._fit_input(tenant))
+                    outcome.started.append(tenant)
                 elif book is not None and self._due(tenant) and self.refresh(tenant, book):
                     outcome.refreshed.append(tenant)
             except Exception as exc:  # one tenant's failure must not stop the others
@@ -195,8 +204,14 @@ class WorkerCodebook:
                 continue
             if book is not None:
                 outcome.facets.extend(self._figures(book, tenant))
-        return UpkeepOutcome(outcome.fitted, outcome.refreshed, outcome.failed, outcome.facets,
-                             time.perf_counter() - started)  # fmt: skip
+        return replace(outcome, running=self.fits.tenants(), seconds=time.perf_counter() - started)
+
+    def install_fits(self) -> UpkeepOutcome:
+        """Only install the first fits that finished (cheap: call it often while they run)."""
+        started = time.perf_counter()
+        outcome = UpkeepOutcome()
+        self._install_finished(outcome)
+        return replace(outcome, running=self.fits.tenants(), seconds=time.perf_counter() - started)
 
     def _ready(self, tenant: str) -> bool:
         p = self.params
@@ -211,40 +226,37 @@ class WorkerCodebook:
     def _now(self) -> tuple[float, float]:
         return self._clock(), time.time()
 
-    def fit(self, tenant: str) -> ItemCodebook:
-        """The tenant's first model: content over the whole catalogue, plus the collab facet
-        (item2vec over positive engagement) when it covers enough of the catalogue."""
-        from memory_store.codebook.item2vec import Item2VecConfig, ItemVectors, train_item2vec
-        from memory_store.codebook.service import ItemCodebook
-        from memory_store.codebook.serving import CodebookConfig
+    def _fit_input(self, tenant: str) -> FitInput:
+        """What a first fit reads (on this thread: LanceDB stays single-threaded here)."""
+        p = self.params
+        return FitInput(
+            tenant,
+            self.sources.items(tenant),
+            list(self.sources.engagement(tenant, max_events=p.max_events).values()),
+            FitShape(p.code_dim, p.collab_dim, p.fit_steps),
+            self._now(),
+        )
 
-        now = self._now()
-        catalogue = self.sources.items(tenant)
-        content = content_vectors(self._embed, catalogue)
-        sequences = list(
-            self.sources.engagement(tenant, max_events=self.params.max_events).values()
-        )
-        facets = {CONTENT: content}
-        known = content.index()
-        collab = train_item2vec(sequences, Item2VecConfig(dim=self.params.collab_dim, window=2,
-                                                          epochs=2))  # fmt: skip
-        rows = [n for n, item in enumerate(collab.items) if item in known]
-        if len(rows) >= max(2, COLLAB_COVERAGE * len(catalogue)):
-            facets[COLLAB] = ItemVectors([collab.items[n] for n in rows], collab.vectors[rows])
-        config = CodebookConfig.sized(len(catalogue), code_dim=self.params.code_dim)
-        # A batch larger than the catalogue only repeats items: 8x the time for 48 items.
-        batch = min(config.train.batch_size, max(64, len(catalogue)))
-        config = replace(
-            config,
-            train=replace(config.train, steps=self.params.fit_steps, batch_size=batch),
-            refresh_train=replace(config.refresh_train, batch_size=batch),
-        )
-        book = ItemCodebook(config, self.store)
-        book.fit(tenant, facets, co_engaged_pairs(sequences, window=3))
-        self._books[tenant], self._updated[tenant], self._assigned[tenant] = book, now, 0
-        log.info("item codebook fitted for %r: %d items, facets %s", tenant, len(catalogue),
-                    sorted(facets))  # fmt: skip
-        return book
+    def _install_finished(self, outcome: UpkeepOutcome) -> None:
+        """Save and serve each finished fit, then file the items that arrived during it."""
+        for done in self.fits.finished():
+            tenant = done.job.tenant
+            try:
+                book = done.result.result()
+                book.store = self.store
+                book.persist(tenant)
+            except Exception as exc:  # retried at a later upkeep: the tenant has no model
+                log.error("item codebook fit failed for tenant %r: %r", tenant, exc)
+                outcome.failed[tenant] = repr(exc)
+                continue
+            self._books[tenant], self._updated[tenant] = book, done.job.started
+            self._assigned[tenant] = 0
+            if done.arrived:
+                self._index(tenant, sorted(done.arrived))
+            outcome.fitted.append(tenant)
+            outcome.facets.extend(self._figures(book, tenant))
+            log.info("item codebook fitted for %r: %d items, facets %s", tenant,
+                     len(done.job.catalogue), book.facet_dims(tenant))  # fmt: skip
 
     def refresh(self, tenant: str, book: ItemCodebook) -> bool:
         """Fine-tune on the events stored since the last update; False if nothing is new."""

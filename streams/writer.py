@@ -209,6 +209,10 @@ def _codebook_upkeep() -> UpkeepOutcome:
     return UpkeepOutcome() if _codebook is None else _codebook.upkeep()
 
 
+def _codebook_install() -> UpkeepOutcome:
+    return UpkeepOutcome() if _codebook is None else _codebook.install_fits()
+
+
 def _plan_round(max_users: int | None) -> PlanRound:
     return _planner().plan_round(_ready(), max_users)
 
@@ -289,6 +293,10 @@ class MemoryWriter:
     def codebook_upkeep(self) -> Future[UpkeepOutcome]:
         """Fit tenants that became ready, refresh those due (``streams.codebook_child``)."""
         return self._pool.submit(_codebook_upkeep)
+
+    def codebook_install(self) -> Future[UpkeepOutcome]:
+        """Install first fits that finished in the child's background (cheap)."""
+        return self._pool.submit(_codebook_install)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)

@@ -143,6 +143,10 @@ class ItemCodebook:
         self._save(tenant, state)
         return report
 
+    def persist(self, tenant: str) -> None:
+        """Save the tenant's served model and codes to ``store`` (a fit made without one)."""
+        self._save(tenant, self._tenant(tenant).state)
+
     def _save(self, tenant: str, state: ServingState) -> None:
         if self.store is not None:  # codes first, model row last: the model is the commit point
             snapshot = {f: v.snapshot() for f, v in state.vectors.items()}

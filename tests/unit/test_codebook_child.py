@@ -4,8 +4,9 @@ reader process's codebook, refresh with bounded churn, tenants kept apart."""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from memory_store.codebook_sources import CodebookSources
 from memory_store.events import Interaction, Item
 from memory_store.rows import EventRecord
 from memory_store.store import MemoryStore, open_store
-from streams.codebook_child import CodebookParams, WorkerCodebook
+from streams.codebook_child import CodebookParams, UpkeepOutcome, WorkerCodebook
 from tests.unit.fake_embedding import fake_embed
 
 PARAMS = CodebookParams(min_items=100, min_events=200, refresh_s=3600.0, fit_steps=80)
@@ -93,6 +94,17 @@ def add(catalogue: ItemCatalogue, worker: WorkerCodebook, items: list[Item]) -> 
     return outcome.indexed, outcome.unindexed
 
 
+def upkeep_settled(worker: WorkerCodebook) -> UpkeepOutcome:
+    """An upkeep and, if it started first fits, the one after they finished (the timer's
+    follow-up): fits run in the background and are installed by the next call."""
+    first = worker.upkeep()
+    if not first.started:
+        return first
+    assert first.fitted == [] and first.running == first.started
+    worker.fits.wait(120)
+    return worker.upkeep()
+
+
 def test_items_stay_unindexed_until_the_tenant_has_enough_items_and_events(
     uri: str, store: MemoryStore, catalogue: ItemCatalogue
 ) -> None:
@@ -101,8 +113,8 @@ def test_items_stay_unindexed_until_the_tenant_has_enough_items_and_events(
     store.write_events(likes("acme", USERS, 6))  # 240 events: enough
     assert worker.upkeep().fitted == []  # 60 items: not enough
     assert add(catalogue, worker, catalogue_items("acme", 60, start=60)) == (0, 60)
-    done = worker.upkeep()
-    assert (done.fitted, done.refreshed, done.failed) == (["acme"], [], {})
+    done = upkeep_settled(worker)
+    assert (done.fitted, done.refreshed, done.failed, done.running) == (["acme"], [], {}, [])
     by_facet = {f.facet: f for f in done.facets}
     assert by_facet[CONTENT].items == 120  # the whole catalogue, unindexed items included
     assert 0 < by_facet[COLLAB].items <= 120  # the items users engaged with
@@ -117,7 +129,7 @@ def test_a_new_item_is_indexed_at_once_and_a_reader_that_syncs_returns_it(
     worker = child(uri, catalogue)
     add(catalogue, worker, catalogue_items("acme", 120))
     store.write_events(likes("acme", USERS, 6))
-    worker.upkeep()
+    assert upkeep_settled(worker).fitted == ["acme"]
     reader = ItemCodebook(store=CodebookStore(uri))  # another process's codebook
     new = catalogue_items("acme", 1, start=500)[0]
     query = {CONTENT: content_vectors(fake_embed, [new]).vectors}
@@ -138,7 +150,7 @@ def test_tenants_never_share_items_or_candidates(
     for tenant in ("acme", "globex"):
         add(catalogue, worker, catalogue_items(tenant, 120))
         store.write_events(likes(tenant, USERS, 6))
-    assert worker.upkeep().fitted == ["acme", "globex"]
+    assert upkeep_settled(worker).fitted == ["acme", "globex"]
     new = catalogue_items("acme", 1, start=900)[0]
     add(catalogue, worker, [new])
     reader = ItemCodebook(store=CodebookStore(uri))
@@ -161,7 +173,7 @@ def test_refresh_runs_when_due_with_bounded_churn_and_only_on_new_data(
     worker = WorkerCodebook(uri, catalogue, fake_embed, params, clock=lambda: clock[0])
     add(catalogue, worker, catalogue_items("acme", 120))
     store.write_events(likes("acme", USERS, 6))
-    assert worker.upkeep().fitted == ["acme"]
+    assert upkeep_settled(worker).fitted == ["acme"]
     clock[0] += 30
     assert worker.upkeep().refreshed == []  # not due
     clock[0] += 31
@@ -178,6 +190,73 @@ def test_refresh_runs_when_due_with_bounded_churn_and_only_on_new_data(
     assert churn.keys() == {CONTENT, COLLAB}
     assert all(c is not None and 0.0 <= c <= 0.05 for c in churn.values())
     assert CodebookStore(uri).latest_version("acme") == 2
+
+
+class GatedEmbed:
+    """fake_embed that holds calls about ``tenant``'s films until opened (or fails them)."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant, self.open, self.fail = tenant, threading.Event(), False
+        self.waiting = threading.Event()
+
+    def __call__(self, texts: Sequence[str]) -> list[list[float]]:
+        if any(f"{self.tenant} film" in t for t in texts) and not self.open.is_set():
+            self.waiting.set()
+            assert self.open.wait(60)
+        if self.fail:
+            raise RuntimeError("embedder down")
+        return fake_embed(texts)
+
+
+def test_a_first_fit_runs_beside_the_writer_and_files_items_that_arrived_during_it(
+    uri: str, store: MemoryStore, catalogue: ItemCatalogue
+) -> None:
+    embed = GatedEmbed("acme")
+    embed.open.set()
+    worker = WorkerCodebook(uri, catalogue, embed, PARAMS)
+    add(catalogue, worker, catalogue_items("globex", 120))
+    store.write_events(likes("globex", USERS, 6))
+    assert upkeep_settled(worker).fitted == ["globex"]
+    embed.open.clear()
+    add(catalogue, worker, catalogue_items("acme", 120))
+    store.write_events(likes("acme", USERS, 6))
+    started = worker.upkeep()
+    assert (started.started, started.running, started.fitted) == (["acme"], ["acme"], [])
+    assert embed.waiting.wait(60)  # the fit is embedding acme's catalogue, and stays there
+    # Meanwhile the writer goes on: another tenant's items are filed, acme's wait.
+    assert add(catalogue, worker, catalogue_items("globex", 1, start=700)) == (1, 0)
+    late = catalogue_items("acme", 2, start=800)
+    catalogue.write_items(late)
+    assert worker.index_items(late).unindexed == 2  # noted, not embedded: no model yet
+    waiting = worker.install_fits()
+    assert (waiting.fitted, waiting.running) == ([], ["acme"])
+    embed.open.set()
+    worker.fits.wait(120)
+    done = worker.install_fits()
+    assert (done.fitted, done.running, done.failed) == (["acme"], [], {})
+    assert {f.facet: f.items for f in done.facets}[CONTENT] == 122  # catalogue + the late two
+    reader = ItemCodebook(store=CodebookStore(uri))
+    query = {CONTENT: content_vectors(fake_embed, late[:1]).vectors}
+    assert reader.candidates("acme", query, 5)[0] == late[0].item_id
+    assert worker.upkeep().started == []
+
+
+def test_a_failed_first_fit_is_reported_and_started_again(
+    uri: str, store: MemoryStore, catalogue: ItemCatalogue
+) -> None:
+    embed = GatedEmbed("acme")
+    embed.open.set()
+    worker = WorkerCodebook(uri, catalogue, embed, PARAMS)
+    add(catalogue, worker, catalogue_items("acme", 120))
+    store.write_events(likes("acme", USERS, 6))
+    embed.fail = True
+    assert worker.upkeep().started == ["acme"]
+    worker.fits.wait(60)
+    failed = worker.install_fits()
+    assert failed.fitted == [] and "embedder down" in failed.failed["acme"]
+    assert CodebookStore(uri).latest_version("acme") is None
+    embed.fail = False
+    assert upkeep_settled(worker).fitted == ["acme"]
 
 
 def test_engagement_is_positive_events_per_user_in_time_order(uri: str, store: MemoryStore) -> None:

@@ -144,7 +144,9 @@ def test_snapshot_round_trips_the_whole_lifecycle(tmp_path: Path) -> None:
     ]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(stored=st.integers(0, 12), limit=st.integers(1, 12))
 def test_a_snapshot_holds_the_newest_min_limit_stored_events(
     tmp_path: Path, stored: int, limit: int
