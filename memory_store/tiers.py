@@ -9,6 +9,7 @@ lifecycle can be tested, replayed and audited without any storage.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -60,8 +61,12 @@ class Operation(StrEnum):
     RESYNTHESIS = "resynthesis"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def chunk_id_for(tenant: str, user_id: str, facet: str, key: str) -> str:
-    """A chunk's id: stable across polarity flips so its history stays one chunk."""
+    """A chunk's id: stable across polarity flips so its history stays one chunk.
+
+    Cached: every chunk construction checks its id, ~6 times per event on ingestion.
+    """
     raw = "\x1f".join((tenant, user_id, facet, key)).encode("utf-8")
     return hashlib.sha1(raw, usedforsecurity=False).hexdigest()
 
@@ -154,21 +159,23 @@ class PreferenceChunk:
     def add_evidence(self, event_id: str, ts: float, **changes: Any) -> PreferenceChunk:
         """The chunk with one more counted event, plus any other field ``changes``.
 
-        One ``replace`` per event: this is the innermost step of ingestion.
+        One new chunk per event: this is the innermost step of ingestion.
         """
         ids, times, floor = _appended_evidence(
             self.evidence, self.evidence_ts, self.evidence_floor, event_id, ts
         )
-        return replace(
-            self,
-            evidence=ids,
-            evidence_ts=times,
-            evidence_floor=floor,
-            evidence_count=self.evidence_count + 1,
-            first_seen=min(self.first_seen, ts),
-            last_seen=max(self.last_seen, ts),
-            **changes,
-        )
+        if set(changes) - {"strength"}:
+            return replace(self, evidence=ids, evidence_ts=times, evidence_floor=floor,
+                           evidence_count=self.evidence_count + 1,
+                           first_seen=min(self.first_seen, ts), last_seen=max(self.last_seen, ts),
+                           **changes)  # fmt: skip
+        # The usual case, built directly: ``replace`` costs about as much again per event.
+        return PreferenceChunk(
+            self.chunk_id, self.tenant, self.user_id, self.facet, self.key, self.topic, self.text,
+            self.embedding, self.polarity, changes.get("strength", self.strength), ids, times,
+            self.evidence_count + 1, min(self.first_seen, ts), max(self.last_seen, ts),
+            self.version, floor, self.aliases,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,28 @@ def test_add_evidence_counts_every_event_and_remembers_dropped_ones() -> None:
     assert (c.first_seen, c.last_seen) == (0.0, 49.0)
 
 
+@given(
+    ts=st.floats(0.0, 500.0),
+    strength=st.none() | st.floats(0.0, 1.0),
+    aliases=st.sampled_from([(), ("drama",)]),
+    version=st.integers(1, 5),
+)
+def test_add_evidence_equals_replacing_the_evidence_fields(
+    ts: float, strength: float | None, aliases: tuple[str, ...], version: int
+) -> None:
+    # The fast path builds the chunk field by field: it must equal ``replace`` on every field.
+    base = replace(chunk(ts=100.0), aliases=aliases, version=version, evidence_floor=50.0)
+    changes = {} if strength is None else {"strength": strength}
+    got = base.add_evidence("e9", ts, **changes)
+    ids, times, floor = _appended_evidence(base.evidence, base.evidence_ts, 50.0, "e9", ts)
+    expected = replace(base, evidence=ids, evidence_ts=times, evidence_floor=floor,
+                       evidence_count=2, first_seen=min(100.0, ts), last_seen=max(100.0, ts),
+                       **changes)  # fmt: skip
+    assert got == expected
+    flipped = base.add_evidence("e9", ts, strength=0.2, polarity=Polarity.DISLIKE)
+    assert flipped == replace(expected, strength=0.2, polarity=Polarity.DISLIKE)
+
+
 def test_snapshot_is_canonical_and_refuses_foreign_memory() -> None:
     a, b = chunk("comedy"), chunk("drama")
     assert UserSnapshot("acme", "u1", (a, b)) == UserSnapshot("acme", "u1", (b, a))
