@@ -9,7 +9,9 @@ the only facet that can find them), the user's training items excluded. Two
 copies are compared: ``realtime`` files every item first seen after the cut
 with ``assign`` as it arrives (no retraining); ``rebuild_only`` does not, as an
 index only rebuilt from the catalogue at the cut. A cold target is a hit when
-it is among the 10 candidates. Popularity and SASRec have no content query, so
+it is among the 10 candidates (and, reported beside it, among 100: cold items are few and
+content queries weak, so the wider list says whether the index offers them at all).
+Popularity and SASRec have no content query, so
 only the memory variants are measured this way.
 
 The codebook lives in ``memory_store/codebook`` (another piece of work); when it
@@ -20,7 +22,7 @@ records why.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,13 +36,14 @@ from streams.eval.metrics import RankingMetrics, summarize
 from streams.eval.scorer import ItemSpace
 from streams.eval.split import TimeSplit
 
-__all__ = ["CodebookCold", "QueryFn", "codebook_cold"]
+__all__ = ["WIDE_K", "CodebookCold", "QueryFn", "codebook_cold"]
 
 QueryFn = Callable[[str], npt.NDArray[np.float64]]
 """user id -> the user's scorer query vector (dimension of the item vectors)."""
 
 _TENANT = "eval"
 _K = 10
+WIDE_K = 100
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class CodebookCold:
     items_at_cut: int
     items_assigned: int
     fit_s: float
+    # Share of cold targets among the WIDE_K candidates, per variant.
+    realtime_at_wide: dict[str, float] = field(default_factory=dict)
+    rebuild_only_at_wide: dict[str, float] = field(default_factory=dict)
 
 
 def codebook_cold(
@@ -89,21 +95,30 @@ def codebook_cold(
                 _TENANT, item, {"content": torch.from_numpy(space.vectors[index[item]])}
             )
         out: dict[str, dict[str, RankingMetrics]] = {"realtime": {}, "rebuild_only": {}}
+        wide: dict[str, dict[str, float]] = {"realtime": {}, "rebuild_only": {}}
         for name, query in queries.items():
             for label, codebook in (("realtime", realtime), ("rebuild_only", rebuild)):
                 ranks: list[int | None] = []
+                hits = 0
                 for row in split.cold_targets:
                     user = str(row["user_id"])
                     u = query(user)
-                    found: list[str] = []
-                    if np.linalg.norm(u) > 0:
-                        q = torch.from_numpy((u / np.linalg.norm(u)).astype(np.float32))[None]
-                        found = codebook.candidates(
-                            _TENANT, {"content": q}, _K, exclude=set(split.history[user])
-                        )
                     item = str(row["item_id"])
+                    if np.linalg.norm(u) == 0:
+                        ranks.append(None)
+                        continue
+                    q = {
+                        "content": torch.from_numpy((u / np.linalg.norm(u)).astype(np.float32))[
+                            None
+                        ]
+                    }
+                    seen = set(split.history[user])
+                    found = codebook.candidates(_TENANT, q, _K, exclude=seen)
                     ranks.append(found.index(item) if item in found else None)
+                    hits += item in codebook.candidates(_TENANT, q, WIDE_K, exclude=seen)
                 out[label][name] = summarize(ranks)
-        return CodebookCold(out["realtime"], out["rebuild_only"], len(known), len(later), fit_s)
+                wide[label][name] = hits / max(1, len(ranks))
+        return CodebookCold(out["realtime"], out["rebuild_only"], len(known), len(later), fit_s,
+                            wide["realtime"], wide["rebuild_only"])  # fmt: skip
     finally:
         torch.set_num_threads(threads)

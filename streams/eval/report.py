@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.eval.ablation import ABLATIONS
-from streams.eval.cold import CodebookCold
+from streams.eval.cold import WIDE_K, CodebookCold
 from streams.eval.metrics import RankingMetrics
 from streams.eval.pipeline import TieredRun
 from streams.eval.plots import bar_chart, scatter_chart
@@ -172,6 +172,8 @@ def cold_section(
             per_variant[name]["codebook"] = {
                 "realtime": codebook.realtime[name].hr_at_10,
                 "rebuild_only": codebook.rebuild_only[name].hr_at_10,
+                f"realtime_hr_at_{WIDE_K}": codebook.realtime_at_wide.get(name, 0.0),
+                f"rebuild_only_hr_at_{WIDE_K}": codebook.rebuild_only_at_wide.get(name, 0.0),
             }
     section: dict[str, Any] = {
         "method": "codebook" if use_codebook else "content_scorer",
@@ -189,10 +191,14 @@ def cold_section(
         chosen = per_variant[reference]["codebook" if use_codebook else "content_scorer"]
         section |= {"realtime": chosen["realtime"], "rebuild_only": chosen["rebuild_only"],
                     "targets": ranked[reference].cold_realtime.users}  # fmt: skip
+        if use_codebook:
+            for key in (f"realtime_hr_at_{WIDE_K}", f"rebuild_only_hr_at_{WIDE_K}"):
+                section[key] = chosen[key]
     if codebook is not None:
         section["codebook"] = {"items_at_cut": codebook.items_at_cut,
                                "items_assigned_in_real_time": codebook.items_assigned,
-                               "fit_s": round(codebook.fit_s, 2)}  # fmt: skip
+                               "fit_s": round(codebook.fit_s, 2),
+                               f"chance_hr_at_{WIDE_K}": _chance(codebook)}  # fmt: skip
     if codebook_error is not None:
         section["codebook_error"] = codebook_error
     run = next(iter(runs.values()), None)
@@ -200,6 +206,11 @@ def cold_section(
         section["catalogue_at_cut"] = len(run.catalogue_at_cut)
         section["catalogue_after_realtime_items"] = len(run.catalogue_after)
     return section
+
+
+def _chance(codebook: CodebookCold) -> float:
+    """HR@WIDE_K of a query that picked its candidates at random."""
+    return round(WIDE_K / max(1, codebook.items_at_cut + codebook.items_assigned), 4)
 
 
 _COLD_CONTENT = (
@@ -210,7 +221,8 @@ _COLD_CONTENT = (
 )
 _COLD_CODEBOOK = (
     "ItemCodebook fitted at the cut on the content vectors of the items known then, queried "
-    "with the user's scorer query vector for 10 candidates (training items excluded); "
+    "with the user's content query vector for 10 candidates (and 100, reported beside; "
+    "training items excluded); "
     "realtime: every later item filed with assign() as it arrives; rebuild_only: no assign, "
     "so a cold item is never a candidate"
 )
@@ -241,9 +253,12 @@ def markdown(result: Mapping[str, Any]) -> str:
         )
     cold = result["cold"]
     if cold.get("variant"):
+        wide = f"realtime_hr_at_{WIDE_K}"
+        rebuilt = cold.get(f"rebuild_only_hr_at_{WIDE_K}", 0.0)
+        at_wide = f" (HR@{WIDE_K}: {cold[wide]:.4f} vs {rebuilt:.4f})" if wide in cold else ""
         lines += ["", f"Cold items ({cold['method']}, memory of {cold['variant']}, "
                   f"{cold['targets']} targets): cold HR@10 real-time {cold['realtime']:.4f}, "
-                  f"rebuild-only {cold['rebuild_only']:.4f}."]  # fmt: skip
+                  f"rebuild-only {cold['rebuild_only']:.4f}{at_wide}."]  # fmt: skip
     lines += ["", "Mean rank pct: the target's rank among the candidates as a fraction (0 = first, "
               "0.5 = chance); HR@10 ± one binomial standard error."]  # fmt: skip
     scorer = result["scorer"]

@@ -49,3 +49,5 @@ def test_only_the_real_time_index_offers_a_cold_item() -> None:
     assert result.rebuild_only["exact"].hr_at_10 == 0.0
     assert result.rebuild_only["exact"].unrankable == 4
     assert result.realtime["none"].hr_at_10 == 0.0  # an empty memory asks for nothing
+    assert result.realtime_at_wide == {"exact": 1.0, "none": 0.0}
+    assert result.rebuild_only_at_wide == {"exact": 0.0, "none": 0.0}
