@@ -12,10 +12,10 @@ its tenant's current codes, and the rows are flushed before the batch is acknowl
 so a reader that syncs sees it (``ItemCodebook.sync``). A tenant without a model yet has
 its items counted as unindexed; the upkeep timer fits it from the whole catalogue plus
 item2vec over the event tier once it has ``min_items`` items and ``min_events`` events
-(computed in a background thread, ``streams.codebook_fit``; installed and saved at the
-next upkeep after it finishes), and after that refreshes it every ``refresh_s`` on the
-events stored since, with churn bounded by ``max_churn``. Torch is imported only here,
-and only in the child.
+(computed in a background thread, ``streams.codebook_fit``; saved and served by the
+writer's thread as soon as it finishes, the worker looking every second), and after that
+refreshes it every ``refresh_s`` on the events stored since, with churn bounded by
+``max_churn``. Torch is imported only here, and only in the child.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class WorkerCodebook:
 
         book = self._books.get(tenant)
         if book is None and self.fits.running(tenant):
-            return None  # its fit saves the model: loading now could read it half written
+            return None  # its model comes with the fit, installed by upkeep or install_fits
         if book is None:
             book = ItemCodebook(CodebookConfig(code_dim=self.params.code_dim), self.store)
             if not book.load(tenant):
