@@ -23,6 +23,7 @@ from memory_store.lance_tiers import (
     all_rows,
     create_keyed_table,
     quote,
+    retry_commit_conflicts,
     rows_for_users,
     user_filter,
 )
@@ -52,8 +53,15 @@ class LanceMemoryStore:
 
     def _ensure_events_table(self) -> Any:
         """Open or create the events table; safe when several workers start at once."""
-        if EVENTS_TABLE in self._db.list_tables().tables:
-            return self._db.open_table(EVENTS_TABLE)
+        for attempt in range(20):
+            if EVENTS_TABLE not in self._db.list_tables().tables:
+                break
+            try:
+                return self._db.open_table(EVENTS_TABLE)
+            except ValueError as exc:  # listed while another worker is still creating it
+                if "was not found" not in str(exc):
+                    raise
+            time.sleep(0.02 * (attempt + 1))
         # The declared key lets merge_insert detect two writers inserting the same key.
         return create_keyed_table(self._db, EVENTS_TABLE, EVENT_SCHEMA, EVENT_KEY)
 
@@ -61,10 +69,9 @@ class LanceMemoryStore:
         if not records:
             return WriteResult(0, 0)
         batch = events_to_table(records, ingested_at=time.time())
-        with self._lock:
-            result = (
-                self._events.merge_insert(EVENT_KEY).when_not_matched_insert_all().execute(batch)
-            )
+        merge = self._events.merge_insert(EVENT_KEY).when_not_matched_insert_all()
+        with self._lock:  # the key makes a retried insert store each event once
+            result = retry_commit_conflicts(lambda: merge.execute(batch))
         inserted = int(getattr(result, "num_inserted_rows", batch.num_rows))
         return WriteResult(received=len(records), inserted=inserted)
 

@@ -10,9 +10,9 @@ nothing and an older chunk version never overwrites a newer one.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from lancedb.index import BTree
@@ -34,6 +34,8 @@ from memory_store.tier_rows import (
 )
 from memory_store.tiers import Delta, Operation, PreferenceChunk, Profile
 
+T = TypeVar("T")
+
 __all__ = [
     "CHANGES_TABLE",
     "CHUNKS_TABLE",
@@ -42,6 +44,7 @@ __all__ = [
     "all_rows",
     "create_keyed_table",
     "quote",
+    "retry_commit_conflicts",
     "rows_for_users",
     "user_filter",
     "users_filter",
@@ -59,6 +62,26 @@ _INDEXED = {
 _NEWER = "target.version < source.version"
 _USERS_PER_QUERY = 500
 _OP_ORDER = {op.value: n for n, op in enumerate(Operation)}
+
+
+def retry_commit_conflicts(write: Callable[[], T], attempts: int = 10) -> T:
+    """``write()``, again after a commit conflict with another writer (idempotent writes only).
+
+    A worker declaring a new table's primary key commits while another one is already
+    writing to it; LanceDB then refuses the writer's commit as incompatible.
+    """
+    for attempt in range(attempts):
+        try:
+            return write()
+        except (ValueError, RuntimeError) as exc:
+            if attempt == attempts - 1 or not _is_conflict(exc):
+                raise
+        time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _is_conflict(exc: Exception) -> bool:
+    return "ncompatible transaction" in str(exc) or "onflict" in str(exc)
 
 
 def create_keyed_table(db: Any, name: str, schema: pa.Schema, key: str) -> Any:
@@ -80,7 +103,7 @@ def create_keyed_table(db: Any, name: str, schema: pa.Schema, key: str) -> Any:
         except (ValueError, RuntimeError) as exc:
             if "already set" in str(exc) or "changed once set" in str(exc):
                 return table
-            if "ncompatible transaction" not in str(exc) and "onflict" not in str(exc):
+            if not _is_conflict(exc):
                 raise
         time.sleep(0.02 * (attempt + 1))
         table = db.open_table(name)
