@@ -1,9 +1,11 @@
 """The memory keeper: everything the single writer of a set of users does to their memory.
 
-It stores a batch of events, absorbs them into the users' beliefs (one bulk
-read and one bulk write per tier for the whole batch), remembers which users
-changed so the scheduled maintenance pass visits only them, and says whose
-memory changed so readers can drop their cached copies. It knows no Kafka:
+It stores a batch of events, absorbs them into the users' beliefs in stream
+order (one bulk read and one bulk write per tier for the whole batch),
+remembers which users changed so the scheduled maintenance pass visits only
+them, and says whose memory changed so readers can drop their cached copies.
+A user whose fold waits for an item (see ``absorb_stream``) is folded on from
+the event tier when the item arrives. It knows no Kafka:
 the worker hands it validated events and publishes the notices it returns.
 """
 
@@ -18,11 +20,11 @@ from memory_store.catalogue import ItemCatalogue
 from memory_store.change_notice import ChangeNotice
 from memory_store.events import Interaction, Item
 from memory_store.item_tagging import ItemTagger, tag_items
-from memory_store.lifecycle import MAINTENANCE_ORDER, PlannedStep, absorb, maintain, run_planned
-from memory_store.operations import Embedder, LifecycleParams, Narrator
+from memory_store.lifecycle import MAINTENANCE_ORDER, PlannedStep, maintain, run_planned
+from memory_store.operations import Embedder, LifecycleParams, Narrator, absorb_stream
 from memory_store.rows import EventRecord
-from memory_store.store import MemoryStore, UserDelta, UserKey
-from memory_store.tiers import Delta, Operation, UserSnapshot, apply_delta
+from memory_store.store import ALL_EVENTS, MemoryStore, UserDelta, UserKey
+from memory_store.tiers import Operation, UserSnapshot
 
 __all__ = ["CachedEmbedder", "IngestResult", "MaintainResult", "MemoryKeeper"]
 
@@ -119,11 +121,12 @@ class MemoryKeeper:
         self.tagging: Counter[str] = Counter()
         self._clock = clock
         self._last_version = 0
+        self._last_position = 0
         # Users touched since the last maintenance pass, and each tenant's event-time watermark.
         self._dirty: dict[UserKey, None] = {}
-        # Users with events whose item was not in the catalogue yet: maintenance re-reads them.
-        self._unresolved: set[UserKey] = set()
-        # Of those, the ones whose tenant got items since: worth absorbing again.
+        # Users whose fold waits at this stream position for an item not in the catalogue yet.
+        self._held: dict[UserKey, int] = {}
+        # Of those, the ones whose tenant got items since: worth folding on.
         self._recheck: set[UserKey] = set()
         self.watermarks: dict[str, float] = {}
 
@@ -149,49 +152,113 @@ class MemoryKeeper:
         self.tagging.update(tagged.outcomes)
         stored = self.catalogue.write_items(tagged.items)
         tenants = {item.tenant for item in tagged.items}
-        self._recheck.update(key for key in self._unresolved if key[0] in tenants)
+        self._recheck.update(key for key in self._held if key[0] in tenants)
         return stored
 
-    def resolve_late_items(self) -> MaintainResult:
-        """Absorb again the events of users whose items may have arrived after them.
+    @property
+    def held_users(self) -> int:
+        """Users whose fold waits for an item that has not arrived yet."""
+        return len(self._held)
 
-        Only users with events about unknown items whose tenant got items since are
-        read; those whose memory changed are touched again (the planner looks at them).
+    def resolve_late_items(self, plan_id: str | None = None) -> MaintainResult:
+        """Fold on, from the event tier, users whose waiting item may have arrived since.
+
+        Only held users whose tenant got items since are read; each is folded from
+        the event it waited at, in stream order, until done or the next unknown
+        item. Those whose memory changed are touched (the planner looks at them).
         """
         keys = sorted(self._recheck)
         self._recheck.clear()
-        result = self.run_for(keys, {key: [] for key in keys}, None)
-        self._dirty.update(dict.fromkeys((n.tenant, n.user_id) for n in result.notices))
-        return result
+        notices: list[ChangeNotice] = []
+        for start in range(0, len(keys), _MAINTAIN_SLICE):
+            part = keys[start : start + _MAINTAIN_SLICE]
+            stored = self.store.read_event_records(part)
+            waiting = {
+                key: [r for r in stored.get(key, []) if r.offset >= self._held[key]] for key in part
+            }
+            changed = self._fold(waiting, plan_id)
+            notices += self._notices(changed)
+        self._dirty.update(dict.fromkeys((n.tenant, n.user_id) for n in notices))
+        return MaintainResult(len(keys), len(notices), notices, Counter())
+
+    def _fold(
+        self, by_user: dict[UserKey, list[EventRecord]], plan_id: str | None
+    ) -> list[UserKey]:
+        """Fold each user's records in stream order; note who now waits; the users changed.
+
+        Records fold at their offsets: a user's events share a Kafka partition.
+        """
+        items = self._items_for(r.event for recs in by_user.values() for r in recs)
+        snapshots = self.store.read_snapshots(list(by_user), event_limit=0)
+        deltas: list[UserDelta] = []
+        for (tenant, user_id), recs in by_user.items():
+            positions = [r.offset for r in recs]
+            folded = absorb_stream(
+                snapshots[(tenant, user_id)], [r.event for r in recs], items.get(tenant, {}),
+                self.params, self.embed, plan_id, positions,
+            )  # fmt: skip
+            if folded.held_at is None:
+                self._held.pop((tenant, user_id), None)
+            else:
+                self._held[(tenant, user_id)] = folded.held_at
+            if not folded.delta.is_empty:
+                deltas.append(UserDelta(tenant, user_id, folded.delta))
+        self.store.write_deltas(deltas, plan_id)
+        return [(d.tenant, d.user_id) for d in deltas]
+
+    def _next_position(self) -> int:
+        """A stream position for an event not from Kafka: microseconds, strictly increasing."""
+        self._last_position = max(self._last_position + 1, int(self._clock() * 1_000_000))
+        return self._last_position
+
+    def _positioned(self, records: Sequence[EventRecord]) -> list[EventRecord]:
+        """Records with a stream position: their offset, or one given here if they have none."""
+        return [
+            r if r.offset >= 0 else EventRecord(r.event, r.partition, self._next_position())
+            for r in records
+        ]
+
+    def _first_copies(self, records: list[EventRecord], inserted: int) -> list[EventRecord]:
+        """The records whose stored copy is this one (a redelivery, or the first delivery).
+
+        An event id produced again at a new offset was stored (and counted) at its first
+        one, so it must not count here. Only read back when the write skipped rows.
+        """
+        unique = {(r.event.tenant, r.event.event_id) for r in records}
+        if inserted >= len(unique):
+            return records
+        users = list(dict.fromkeys((r.event.tenant, r.event.user_id) for r in records))
+        stored = {
+            (s.event.tenant, s.event.event_id): (s.partition, s.offset)
+            for recs in self.store.read_event_records(users).values()
+            for s in recs
+        }
+        return [
+            r for r in records
+            if stored.get((r.event.tenant, r.event.event_id)) == (r.partition, r.offset)
+        ]  # fmt: skip
 
     def ingest(self, records: Sequence[EventRecord], plan_id: str | None = None) -> IngestResult:
-        """Store events once, then absorb them into their users' beliefs."""
-        written = self.store.write_events(records)
-        by_user: dict[UserKey, list[Interaction]] = {}
-        for record in records:
+        """Store events once, then fold them into their users' beliefs in stream order."""
+        positioned = self._positioned(records)
+        written = self.store.write_events(positioned)
+        counts: Counter[UserKey] = Counter()
+        for record in positioned:
             ev = record.event
-            by_user.setdefault((ev.tenant, ev.user_id), []).append(ev)
+            counts[(ev.tenant, ev.user_id)] += 1
             if ev.ts > self.watermarks.get(ev.tenant, float("-inf")):
                 self.watermarks[ev.tenant] = ev.ts
-        if not by_user:
+        if not counts:
             return IngestResult(written.inserted, 0)
-        items = self._items_for(r.event for r in records)
-        self._unresolved.update(
-            key
-            for key, evs in by_user.items()
-            if any(e.item_id not in items.get(e.tenant, {}) for e in evs)
-        )
-        snapshots = self.store.read_snapshots(list(by_user), event_limit=0)
-        deltas = [
-            UserDelta(t, u, absorb(snapshots[(t, u)], evs, items.get(t, {}), self.params,
-                                   self.embed, plan_id))
-            for (t, u), evs in by_user.items()
-        ]  # fmt: skip
-        changed = [d for d in deltas if not d.delta.is_empty]
-        self.store.write_deltas(changed, plan_id)
-        self._dirty.update(dict.fromkeys(by_user))
-        counts = {key: len(evs) for key, evs in by_user.items()}
-        return IngestResult(written.inserted, len(changed), self._notices(by_user), counts)
+        # A user whose fold waits for an item folds these later, from the event tier.
+        folding: dict[UserKey, list[EventRecord]] = {}
+        for record in self._first_copies(positioned, written.inserted):
+            key = (record.event.tenant, record.event.user_id)
+            if key not in self._held:
+                folding.setdefault(key, []).append(record)
+        changed = self._fold(folding, plan_id)
+        self._dirty.update(dict.fromkeys(counts))
+        return IngestResult(written.inserted, len(changed), self._notices(counts), dict(counts))
 
     @property
     def pending_users(self) -> int:
@@ -211,10 +278,10 @@ class MemoryKeeper:
     def maintain(self, max_users: int | None = None, plan_id: str | None = None) -> MaintainResult:
         """Consolidate, forget and resynthesise the users touched since the last pass.
 
-        Users who had events about items not yet in the catalogue get all their
-        stored events absorbed again first (a no-op for counted events), so items
-        that arrived after their interactions still count.
+        Users whose fold waited for items that arrived since are folded on first,
+        so items that arrived after their interactions still count.
         """
+        self.resolve_late_items(plan_id)
         return self.run_for(self.take_dirty(max_users), None, plan_id)
 
     def run_planned(
@@ -238,20 +305,14 @@ class MemoryKeeper:
         ops: Counter[str] = Counter()
         for start in range(0, len(keys), _MAINTAIN_SLICE):
             part = keys[start : start + _MAINTAIN_SLICE]
-            snapshots = self.store.read_snapshots(part, self.params.max_events_per_user * 2)
-            events = [e for key in part if key in self._unresolved for e in snapshots[key].events]
-            items = self._items_for(events)
+            # Every stored event: retention applies to all of them, however many.
+            snapshots = self.store.read_snapshots(part, ALL_EVENTS)
             if isinstance(self.embed, CachedEmbedder):
                 probe, noted = self.embed.dry_run()
-                self._maintained(snapshots, items, probe, plan_id, steps)
+                self._maintained(snapshots, probe, plan_id, steps)
                 self.embed(noted)
-            deltas = self._maintained(snapshots, items, self.embed, plan_id, steps)
+            deltas = self._maintained(snapshots, self.embed, plan_id, steps)
             self.store.write_deltas(deltas, plan_id)
-            self._unresolved.difference_update(
-                key
-                for key in part
-                if all(e.item_id in items.get(key[0], {}) for e in snapshots[key].events)
-            )
             changed_users += len(deltas)
             for key in part:
                 chosen = MAINTENANCE_ORDER if steps is None else [step.op for step in steps[key]]
@@ -263,25 +324,18 @@ class MemoryKeeper:
     def _maintained(
         self,
         snapshots: dict[UserKey, UserSnapshot],
-        items: dict[str, dict[str, Item]],
         embed: Embedder,
         plan_id: str | None,
         steps: dict[UserKey, list[PlannedStep]] | None,
     ) -> list[UserDelta]:
-        """Each user's absorb-again + maintain delta; only the non-empty ones."""
+        """Each user's maintenance delta; only the non-empty ones."""
         deltas: list[UserDelta] = []
         for (tenant, user_id), snap in snapshots.items():
             now = self.now_for(tenant, snap)
-            absorbed = Delta()
-            if (tenant, user_id) in self._unresolved:
-                known = items.get(tenant, {})
-                absorbed = absorb(snap, snap.events, known, self.params, embed, plan_id)
-            current = apply_delta(snap, absorbed)
             if steps is None:
-                kept = maintain(current, now, self.params, embed, self.narrate, plan_id)
+                delta = maintain(snap, now, self.params, embed, self.narrate, plan_id)
             else:
-                kept = run_planned(current, steps[(tenant, user_id)], now, embed, self.narrate)
-            delta = Delta.merge(absorbed, kept)
+                delta = run_planned(snap, steps[(tenant, user_id)], now, embed, self.narrate)
             if not delta.is_empty:
                 deltas.append(UserDelta(tenant, user_id, delta))
         return deltas

@@ -118,6 +118,18 @@ class LanceMemoryStore:
             )
         return snapshots
 
+    def read_event_records(self, keys: Sequence[UserKey]) -> dict[UserKey, list[EventRecord]]:
+        out: dict[UserKey, list[tuple[tuple[int, int, int, float, str], EventRecord]]] = {}
+        wanted = list(dict.fromkeys(keys))
+        for row in rows_for_users(self._events, wanted) if wanted else ():
+            partition, offset = int(row["source_partition"]), int(row["source_offset"])
+            order = (1 if offset < 0 else 0, partition, offset, row["ts"], row["event_id"])
+            record = EventRecord(interaction_from_row(row), partition, offset)
+            out.setdefault((row["tenant"], row["user_id"]), []).append((order, record))
+        return {
+            key: [r for _, r in sorted(pairs, key=lambda p: p[0])] for key, pairs in out.items()
+        }
+
     def write_deltas(self, deltas: Sequence[UserDelta], plan_id: str | None = None) -> None:
         merged: dict[UserKey, list[Delta]] = {}
         for item in deltas:

@@ -1,10 +1,11 @@
 """The operations composed into the two passes a worker runs: absorb and maintain.
 
-*Absorb* runs right after a batch of events is stored: extraction, then
-reinforcement, then weakening, each on the memory the previous one produced,
-so one event is never counted twice. *Maintain* runs on a schedule (the fixed
-policy; the planner replaces it per user): consolidation, forgetting, then
-resynthesis when the profile's sources changed. Both are pure.
+*Absorb* runs right after a batch of events is stored: each event in stream
+order creates, reinforces or weakens its topics' chunks (``absorb_stream``), so
+the beliefs depend on the user's ordered events only, never on the batches.
+*Maintain* runs on a schedule (the fixed policy; the planner replaces it per
+user): consolidation, forgetting, then resynthesis when the profile's sources
+changed. Both are pure.
 
 Time is event time: "now" for decay and retention is the newest event time the
 caller has seen (its watermark), so a replayed history ages as it did live.
@@ -12,7 +13,7 @@ caller has seen (its watermark), so a replayed history ages as it did live.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from memory_store.events import Interaction, Item
@@ -20,15 +21,12 @@ from memory_store.operations import (
     Embedder,
     LifecycleParams,
     Narrator,
+    absorb_stream,
     consolidation,
-    extraction,
     forgetting,
-    reinforcement,
     resynthesis,
     top_chunks,
-    weakening,
 )
-from memory_store.signals import facet_evidence
 from memory_store.tiers import Delta, Operation, UserSnapshot, apply_delta
 
 __all__ = [
@@ -48,17 +46,13 @@ def absorb(
     params: LifecycleParams,
     embed: Embedder,
     plan_id: str | None = None,
+    positions: Sequence[int] | None = None,
 ) -> Delta:
-    """New events into beliefs: extraction, reinforcement and weakening, as one delta."""
-    batch = list(events)
-    # Read the events as evidence once, for this snapshot's user only, and share it.
-    ev = facet_evidence(snapshot.tenant, snapshot.user_id, batch, items, params.min_weight)
-    created = extraction(snapshot, batch, items, params, embed, plan_id, evidence=ev)
-    snapshot = apply_delta(snapshot, created)
-    agreed = reinforcement(snapshot, batch, items, params, plan_id, evidence=ev)
-    snapshot = apply_delta(snapshot, agreed)
-    contradicted = weakening(snapshot, batch, items, params, plan_id, evidence=ev)
-    return Delta.merge(created, agreed, contradicted)
+    """New events into beliefs (extraction, reinforcement, weakening) as one delta.
+
+    The delta of ``absorb_stream``; use that to learn where a fold waits for an item.
+    """
+    return absorb_stream(snapshot, events, items, params, embed, plan_id, positions).delta
 
 
 def profile_is_stale(snapshot: UserSnapshot, now: float, params: LifecycleParams) -> bool:

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from memory_store.events import EventType, Interaction, Item
-from memory_store.tiers import Polarity
+from memory_store.tiers import Polarity, UserSnapshot
 
 __all__ = [
     "FacetEvidence",
+    "cached_facets",
     "evidence_weight",
     "facet_evidence",
     "item_facets",
     "statement",
+    "stream_evidence",
 ]
 
 # Fixed weights for implicit and explicit signals; a rating is read from its value.
@@ -85,7 +87,7 @@ _FACETS: dict[int, tuple[Item, list[tuple[str, str, str]]]] = {}
 _FACETS_MAX = 200_000
 
 
-def _cached_facets(item: Item) -> list[tuple[str, str, str]]:
+def cached_facets(item: Item) -> list[tuple[str, str, str]]:
     hit = _FACETS.get(id(item))
     if hit is not None and hit[0] is item:
         return hit[1]
@@ -129,7 +131,7 @@ def statement(polarity: Polarity, topic: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class FacetEvidence:
-    """One event read as evidence about one facet value."""
+    """One event read as evidence about one facet value, at its position in the user's stream."""
 
     event_id: str
     ts: float
@@ -137,6 +139,7 @@ class FacetEvidence:
     facet: str
     key: str
     topic: str
+    position: int = 0
 
     @property
     def polarity(self) -> Polarity:
@@ -149,15 +152,22 @@ def facet_evidence(
     events: Iterable[Interaction],
     items: Mapping[str, Item],
     min_weight: float,
+    positions: Sequence[int] | None = None,
 ) -> list[FacetEvidence]:
-    """This user's non-neutral evidence, oldest first (ts, event id, facet, key).
+    """This user's non-neutral evidence in stream order (the order given, or ``positions``).
 
-    Events of other users and items of other tenants are skipped, so an
-    operation given a mixed batch can only ever learn about its own user.
+    ``positions`` are the events' places in the user's stream (Kafka offsets);
+    without them the events are numbered 0, 1, ... in the order given. Events of
+    other users and items of other tenants are skipped, so an operation given a
+    mixed batch can only ever learn about its own user.
     """
     out: list[FacetEvidence] = []
     seen: set[str] = set()
-    for ev in events:
+    evs = list(events)
+    places = range(len(evs)) if positions is None else positions
+    if len(places) != len(evs):
+        raise ValueError(f"{len(places)} positions for {len(evs)} events")
+    for ev, position in sorted(zip(evs, places, strict=True), key=lambda p: p[1]):
         if (ev.tenant, ev.user_id) != (tenant, user_id) or ev.event_id in seen:
             continue
         seen.add(ev.event_id)
@@ -165,7 +175,17 @@ def facet_evidence(
         item = items.get(ev.item_id)
         if abs(weight) < min_weight or item is None or item.tenant != tenant:
             continue
-        for facet, key, topic in _cached_facets(item):
-            out.append(FacetEvidence(ev.event_id, ev.ts, weight, facet, key, topic))
-    out.sort(key=lambda f: (f.ts, f.event_id, f.facet, f.key))
+        for facet, key, topic in cached_facets(item):
+            out.append(FacetEvidence(ev.event_id, ev.ts, weight, facet, key, topic, position))
     return out
+
+
+def stream_evidence(
+    snapshot: UserSnapshot,
+    events: Iterable[Interaction],
+    items: Mapping[str, Item],
+    min_weight: float,
+    positions: Sequence[int] | None = None,
+) -> list[FacetEvidence]:
+    """``facet_evidence`` of the snapshot's user (without positions: 0, 1, ... as given)."""
+    return facet_evidence(snapshot.tenant, snapshot.user_id, events, items, min_weight, positions)

@@ -15,6 +15,7 @@ from memory_store.rows import EventRecord
 from memory_store.tiers import Delta, PreferenceChunk, Profile, UserSnapshot
 
 __all__ = [
+    "ALL_EVENTS",
     "DEFAULT_EVENT_LIMIT",
     "MemoryStore",
     "UserDelta",
@@ -26,6 +27,8 @@ __all__ = [
 
 # Events a snapshot carries by default: the lifecycle's per-user retention cap.
 DEFAULT_EVENT_LIMIT = 1000
+# An event limit that reads every stored event (maintenance: retention applies to all).
+ALL_EVENTS = 1 << 62
 
 
 UserKey = tuple[str, str]
@@ -86,6 +89,14 @@ class MemoryStore(Protocol):
         """Each user's chunks, profile and newest ``event_limit`` events, in one read per tier.
 
         Unknown users get an empty snapshot; rows are filtered hard on tenant and user.
+        """
+        ...
+
+    def read_event_records(self, keys: Sequence[UserKey]) -> dict[UserKey, list[EventRecord]]:
+        """Each user's stored events with their source position, in stream order.
+
+        Stream order is (partition, offset); events stored without one follow, by
+        (ts, event id). Users without events are left out.
         """
         ...
 

@@ -111,7 +111,7 @@ def chunk_schema(dimension: int | None) -> pa.Schema:
             pa.field("first_seen", pa.float64(), nullable=False),
             pa.field("last_seen", pa.float64(), nullable=False),
             pa.field("version", pa.int64(), nullable=False),
-            pa.field("evidence_floor", pa.float64(), nullable=False),
+            pa.field("through", pa.int64(), nullable=False),
             pa.field("aliases", pa.list_(pa.string()), nullable=False),
         ]
     )
@@ -139,7 +139,7 @@ def chunks_to_table(chunks: Sequence[PreferenceChunk], schema: pa.Schema) -> pa.
             "first_seen": c.first_seen,
             "last_seen": c.last_seen,
             "version": c.version,
-            "evidence_floor": c.evidence_floor,
+            "through": c.through,
             "aliases": list(c.aliases),
         }
         for c in latest.values()
@@ -166,7 +166,7 @@ def chunk_from_row(row: Mapping[str, Any]) -> PreferenceChunk:
         first_seen=float(row["first_seen"]),
         last_seen=float(row["last_seen"]),
         version=int(row["version"]),
-        evidence_floor=float(row["evidence_floor"]),
+        through=int(row["through"]),
         aliases=tuple(row["aliases"]),
     )
 

@@ -20,7 +20,7 @@ from memory_store.events import Interaction
 
 __all__ = [
     "MAX_EVIDENCE",
-    "NO_FLOOR",
+    "NO_POSITION",
     "ChangeRecord",
     "Delta",
     "Operation",
@@ -36,8 +36,8 @@ __all__ = [
 
 # A chunk remembers the ids of its most recent evidence only, so its size is bounded.
 MAX_EVIDENCE = 32
-# ``evidence_floor`` before any evidence was dropped (event times are never negative).
-NO_FLOOR = -1.0
+# ``through`` of a chunk that has counted nothing (stream positions are never negative).
+NO_POSITION = -1
 
 
 class Polarity(StrEnum):
@@ -72,41 +72,36 @@ def chunk_id_for(tenant: str, user_id: str, facet: str, key: str) -> str:
 
 
 def bounded_evidence(
-    pairs: Iterable[tuple[str, float]], floor: float
-) -> tuple[tuple[str, ...], tuple[float, ...], float]:
-    """The ``MAX_EVIDENCE`` most recent (event id, ts) pairs and the raised floor.
+    pairs: Iterable[tuple[str, float]],
+) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """The ``MAX_EVIDENCE`` most recent (event id, ts) pairs, by (ts, id): an audit trail only.
 
-    The floor is the latest event time ever dropped: any event at or before it
-    that is no longer listed is treated as already counted, which keeps replays
-    no-ops after the bounded tuple forgot its id.
+    What counts is decided by the chunk's stream position (``through``), never by
+    this list, so a bounded list cannot make an event count twice or not at all.
     """
     by_id: dict[str, float] = {}
     for event_id, ts in pairs:
         by_id.setdefault(event_id, ts)
-    ordered = sorted(by_id.items(), key=lambda p: (p[1], p[0]))
-    dropped, kept = ordered[:-MAX_EVIDENCE], ordered[-MAX_EVIDENCE:]
-    if dropped:
-        floor = max(floor, max(ts for _, ts in dropped))
-    return tuple(e for e, _ in kept), tuple(t for _, t in kept), floor
+    kept = sorted(by_id.items(), key=lambda p: (p[1], p[0]))[-MAX_EVIDENCE:]
+    return tuple(e for e, _ in kept), tuple(t for _, t in kept)
 
 
 def _appended_evidence(
-    ids: tuple[str, ...], times: tuple[float, ...], floor: float, event_id: str, ts: float
-) -> tuple[tuple[str, ...], tuple[float, ...], float]:
+    ids: tuple[str, ...], times: tuple[float, ...], event_id: str, ts: float
+) -> tuple[tuple[str, ...], tuple[float, ...]]:
     """``bounded_evidence`` of the listed pairs plus one, without re-sorting in the usual case.
 
     Events mostly arrive in time order: then the new pair goes last and at most
     the oldest drops out. Anything else takes the general path.
     """
     if event_id in ids:
-        return ids, times, floor
+        return ids, times
     if times and (ts, event_id) < (times[-1], ids[-1]):
-        return bounded_evidence([*zip(ids, times, strict=True), (event_id, ts)], floor)
+        return bounded_evidence([*zip(ids, times, strict=True), (event_id, ts)])
     ids, times = (*ids, event_id), (*times, ts)
     if len(ids) > MAX_EVIDENCE:
-        floor = max(floor, times[0])
         ids, times = ids[1:], times[1:]
-    return ids, times, floor
+    return ids, times
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +110,8 @@ class PreferenceChunk:
 
     Beyond the MARS fields it keeps ``topic`` (the polarity-free phrase that is
     embedded, so a flip keeps a valid embedding), ``evidence_ts`` (event time of
-    each listed id, ascending), ``evidence_floor`` (see ``bounded_evidence``) and
+    each listed id, ascending), ``through`` (the stream position of the last event
+    it counted: an event at or below it was counted, one above it was not) and
     ``aliases`` (keys merged into it by consolidation, so their evidence still
     lands here). ``strength`` is the belief as of ``last_seen``; decay is applied
     lazily from there.
@@ -137,7 +133,7 @@ class PreferenceChunk:
     first_seen: float
     last_seen: float
     version: int = 1
-    evidence_floor: float = NO_FLOOR
+    through: int = NO_POSITION
     aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -152,21 +148,28 @@ class PreferenceChunk:
         if self.first_seen > self.last_seen:
             raise ValueError("first_seen after last_seen")
 
-    def has_counted(self, event_id: str, ts: float) -> bool:
-        """Whether this event already shaped the chunk: listed, or at/below the floor."""
-        return event_id in self.evidence or ts <= self.evidence_floor
+    def has_counted(self, position: int) -> bool:
+        """Whether the event at this stream position already shaped the chunk.
 
-    def add_evidence(self, event_id: str, ts: float, **changes: Any) -> PreferenceChunk:
-        """The chunk with one more counted event, plus any other field ``changes``.
-
-        One new chunk per event: this is the innermost step of ingestion.
+        A user's events are folded in stream order, so every event of the chunk's
+        topic up to ``through`` was counted, and none after it.
         """
-        ids, times, floor = _appended_evidence(
-            self.evidence, self.evidence_ts, self.evidence_floor, event_id, ts
-        )
+        return position <= self.through
+
+    def add_evidence(
+        self, event_id: str, ts: float, position: int, **changes: Any
+    ) -> PreferenceChunk:
+        """The chunk with one more counted event (at ``position``), plus field ``changes``.
+
+        Each counted event is one version, so a chunk's version depends only on the
+        events it counted, never on how they were batched. One new chunk per event:
+        this is the innermost step of ingestion.
+        """
+        ids, times = _appended_evidence(self.evidence, self.evidence_ts, event_id, ts)
+        through = max(self.through, position)
         if set(changes) - {"strength"}:
-            return replace(self, evidence=ids, evidence_ts=times, evidence_floor=floor,
-                           evidence_count=self.evidence_count + 1,
+            return replace(self, evidence=ids, evidence_ts=times, through=through,
+                           evidence_count=self.evidence_count + 1, version=self.version + 1,
                            first_seen=min(self.first_seen, ts), last_seen=max(self.last_seen, ts),
                            **changes)  # fmt: skip
         # The usual case, built directly: ``replace`` costs about as much again per event.
@@ -174,7 +177,7 @@ class PreferenceChunk:
             self.chunk_id, self.tenant, self.user_id, self.facet, self.key, self.topic, self.text,
             self.embedding, self.polarity, changes.get("strength", self.strength), ids, times,
             self.evidence_count + 1, min(self.first_seen, ts), max(self.last_seen, ts),
-            self.version, floor, self.aliases,
+            self.version + 1, through, self.aliases,
         )  # fmt: skip
 
 

@@ -4,6 +4,7 @@ None of them does I/O or reads a clock; time and embeddings come in as
 arguments, so a planner, a stream worker and a test can all drive them alike.
 """
 
+from memory_store.operations.absorption import Absorbed, absorb_stream
 from memory_store.operations.consolidation import consolidation, cosine, merge_chunks
 from memory_store.operations.extraction import Embedder, embed_all, extraction
 from memory_store.operations.forgetting import effective_strength, expired_events, forgetting
@@ -20,9 +21,11 @@ from memory_store.operations.weakening import weakened, weakening
 
 __all__ = [
     "NEUTRAL_NARRATIVE",
+    "Absorbed",
     "Embedder",
     "LifecycleParams",
     "Narrator",
+    "absorb_stream",
     "consolidation",
     "cosine",
     "effective_strength",

@@ -70,14 +70,14 @@ def merge_chunks(
     for c in group:
         keep *= 1.0 - params.decayed(c.strength, last_seen - c.last_seen)
     pairs = [p for c in group for p in zip(c.evidence, c.evidence_ts, strict=True)]
-    ids, times, floor = bounded_evidence(pairs, max(c.evidence_floor for c in group))
+    ids, times = bounded_evidence(pairs)
     aliases = {a for c in group for a in (c.key, *c.aliases)} - {survivor.key}
     return replace(
         survivor,
         strength=min(1.0, max(0.0, 1.0 - keep)),
         evidence=ids,
         evidence_ts=times,
-        evidence_floor=floor,
+        through=max(c.through for c in group),
         evidence_count=sum(c.evidence_count for c in group),
         first_seen=min(c.first_seen for c in group),
         last_seen=last_seen,

@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from memory_store.events import Interaction, Item
 from memory_store.operations.params import LifecycleParams
-from memory_store.signals import FacetEvidence, facet_evidence, statement
+from memory_store.signals import FacetEvidence, statement, stream_evidence
 from memory_store.tiers import (
-    NO_FLOOR,
     ChangeRecord,
     Delta,
     Operation,
@@ -45,6 +44,7 @@ def extraction(
     embed: Embedder,
     plan_id: str | None = None,
     evidence: Sequence[FacetEvidence] | None = None,
+    positions: Sequence[int] | None = None,
 ) -> Delta:
     """A chunk per new (facet, key), seeded by its earliest non-neutral event.
 
@@ -55,9 +55,7 @@ def extraction(
     known = snapshot.key_index()
     seeds: dict[tuple[str, str], FacetEvidence] = {}
     if evidence is None:
-        evidence = facet_evidence(
-            snapshot.tenant, snapshot.user_id, events, items, params.min_weight
-        )
+        evidence = stream_evidence(snapshot, events, items, params.min_weight, positions)
     for fe in evidence:
         topic_key = (fe.facet, fe.key)
         if topic_key not in known and topic_key not in seeds:
@@ -87,7 +85,7 @@ def extraction(
             first_seen=fe.ts,
             last_seen=fe.ts,
             version=1,
-            evidence_floor=NO_FLOOR,
+            through=fe.position,
         )
         chunks.append(chunk)
         changes.append(

@@ -1,21 +1,19 @@
 """Reinforcement: evidence agreeing with a belief makes it stronger, with diminishing returns.
 
-Replay rule (shared with weakening): an event changes a chunk only if the chunk
-has not counted it, i.e. its id is not in ``evidence`` and its time is after
-``evidence_floor`` (the latest time ever dropped from the bounded evidence).
-Replaying any events already applied is therefore a no-op, even for chunks
-whose evidence list long since forgot their ids. The price: an event arriving
-later than the chunk's 32 most recent pieces of evidence is ignored.
+Replay rule (shared with weakening): a user's events are folded in stream
+order, so an event changes a chunk only if its stream position is after the
+chunk's ``through`` (the position of the last event it counted). Replaying
+events already applied is a no-op, and the bounded evidence list (an audit
+trail) never decides what counts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 
 from memory_store.events import Interaction, Item
 from memory_store.operations.params import LifecycleParams
-from memory_store.signals import FacetEvidence, facet_evidence
+from memory_store.signals import FacetEvidence, stream_evidence
 from memory_store.tiers import ChangeRecord, Delta, Operation, PreferenceChunk, UserSnapshot
 
 __all__ = ["reinforced", "reinforcement"]
@@ -27,7 +25,7 @@ def reinforced(
     """The chunk after one agreeing event: decayed to the event's time, then s + r|w|(1 - s)."""
     s = params.decayed(chunk.strength, fe.ts - chunk.last_seen)
     s = min(1.0, s + params.reinforcement_rate * abs(fe.weight) * (1.0 - s))
-    return chunk.add_evidence(fe.event_id, fe.ts, strength=max(0.0, s))
+    return chunk.add_evidence(fe.event_id, fe.ts, fe.position, strength=max(0.0, s))
 
 
 def reinforcement(
@@ -37,6 +35,7 @@ def reinforcement(
     params: LifecycleParams,
     plan_id: str | None = None,
     evidence: Sequence[FacetEvidence] | None = None,
+    positions: Sequence[int] | None = None,
 ) -> Delta:
     """Strengthen each chunk by the uncounted events that agree with its polarity, oldest first.
 
@@ -48,15 +47,13 @@ def reinforcement(
     work: dict[str, PreferenceChunk] = {}
     used: dict[str, list[str]] = {}
     if evidence is None:
-        evidence = facet_evidence(
-            snapshot.tenant, snapshot.user_id, events, items, params.min_weight
-        )
+        evidence = stream_evidence(snapshot, events, items, params.min_weight, positions)
     for fe in evidence:
         cid = by_key.get((fe.facet, fe.key))
         if cid is None:
             continue
         chunk = work.get(cid, original[cid])
-        if fe.polarity is not chunk.polarity or chunk.has_counted(fe.event_id, fe.ts):
+        if fe.polarity is not chunk.polarity or chunk.has_counted(fe.position):
             continue
         work[cid] = reinforced(chunk, fe, params)
         used.setdefault(cid, []).append(fe.event_id)
@@ -64,7 +61,6 @@ def reinforcement(
     changes: list[ChangeRecord] = []
     for cid, chunk in work.items():
         before = original[cid]
-        chunk = replace(chunk, version=before.version + 1)
         upserts.append(chunk)
         changes.append(
             snapshot.change(

@@ -9,12 +9,11 @@ being deleted; only forgetting deletes. Counting follows the replay rule in
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 
 from memory_store.events import Interaction, Item
 from memory_store.operations.params import LifecycleParams
 from memory_store.operations.reinforcement import reinforced
-from memory_store.signals import FacetEvidence, facet_evidence, statement
+from memory_store.signals import FacetEvidence, statement, stream_evidence
 from memory_store.tiers import ChangeRecord, Delta, Operation, PreferenceChunk, UserSnapshot
 
 __all__ = ["weakened", "weakening"]
@@ -36,10 +35,10 @@ def weakened(
         strength = min(1.0, abs(fe.weight) * params.flip_strength)
         text = statement(polarity, chunk.topic)
         flipped = chunk.add_evidence(
-            fe.event_id, fe.ts, polarity=polarity, strength=strength, text=text
+            fe.event_id, fe.ts, fe.position, polarity=polarity, strength=strength, text=text
         )
         return flipped, True
-    return chunk.add_evidence(fe.event_id, fe.ts, strength=min(1.0, s)), False
+    return chunk.add_evidence(fe.event_id, fe.ts, fe.position, strength=min(1.0, s)), False
 
 
 def weakening(
@@ -49,6 +48,7 @@ def weakening(
     params: LifecycleParams,
     plan_id: str | None = None,
     evidence: Sequence[FacetEvidence] | None = None,
+    positions: Sequence[int] | None = None,
 ) -> Delta:
     """Weaken each chunk by the uncounted events that contradict it, oldest first.
 
@@ -62,15 +62,13 @@ def weakening(
     used: dict[str, list[str]] = {}
     flips: dict[str, list[str]] = {}
     if evidence is None:
-        evidence = facet_evidence(
-            snapshot.tenant, snapshot.user_id, events, items, params.min_weight
-        )
+        evidence = stream_evidence(snapshot, events, items, params.min_weight, positions)
     for fe in evidence:
         cid = by_key.get((fe.facet, fe.key))
         if cid is None:
             continue
         chunk = work.get(cid, original[cid])
-        if chunk.has_counted(fe.event_id, fe.ts):
+        if chunk.has_counted(fe.position):
             continue
         if fe.polarity is not chunk.polarity:
             chunk, flipped = weakened(chunk, fe, params)
@@ -86,7 +84,6 @@ def weakening(
     changes: list[ChangeRecord] = []
     for cid, chunk in work.items():
         before = original[cid]
-        chunk = replace(chunk, version=before.version + 1)
         upserts.append(chunk)
         detail = (
             f"'{before.text}' weakened by {len(used[cid])} event(s): "

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memory_store.events import Interaction, Item
+from memory_store.lifecycle import absorb
 from memory_store.operations import (
     LifecycleParams,
     consolidation,
@@ -23,7 +24,6 @@ from memory_store.operations import (
 )
 from memory_store.tiers import (
     MAX_EVIDENCE,
-    NO_FLOOR,
     Delta,
     Polarity,
     PreferenceChunk,
@@ -85,7 +85,7 @@ def chunk_sets(draw: st.DrawFn) -> tuple[PreferenceChunk, ...]:
         pairs = draw(
             st.lists(st.tuples(st.text("abcdef", min_size=1, max_size=3), st.integers(0, 50)))
         )
-        ids, times, floor = bounded_evidence([(e, float(t)) for e, t in pairs], NO_FLOOR)
+        ids, times = bounded_evidence([(e, float(t)) for e, t in pairs])
         last = max([*times, 0.0]) + draw(st.integers(0, 10))
         chunks.append(
             PreferenceChunk(
@@ -104,18 +104,21 @@ def chunk_sets(draw: st.DrawFn) -> tuple[PreferenceChunk, ...]:
                 evidence_count=len(ids) + draw(st.integers(0, 100)),
                 first_seen=min([*times, last]),
                 last_seen=last,
-                evidence_floor=floor,
+                through=draw(st.integers(-1, 60)),
             )
         )
     return tuple(chunks)
 
 
 def learn(
-    snap: UserSnapshot, events: Sequence[Interaction], items: dict[str, Item]
+    snap: UserSnapshot,
+    events: Sequence[Interaction],
+    items: dict[str, Item],
+    positions: Sequence[int] | None = None,
 ) -> UserSnapshot:
-    snap = apply_delta(snap, extraction(snap, events, items, P, fake_embed))
-    snap = apply_delta(snap, reinforcement(snap, events, items, P))
-    return apply_delta(snap, weakening(snap, events, items, P))
+    """The events folded in, at ``positions`` (default: their place in ``events``)."""
+    places = list(range(len(events))) if positions is None else positions
+    return apply_delta(snap, absorb(snap, events, items, P, fake_embed, None, places))
 
 
 def all_deltas(
@@ -140,9 +143,10 @@ FAST = settings(max_examples=60, deadline=None)
 def test_replaying_events_leaves_memory_unchanged(
     items: dict[str, Item], events: list[Interaction], split: int
 ) -> None:
-    snap = learn(learn(EMPTY, events[:split], items), events[split:], items)
+    at = list(range(len(events)))
+    snap = learn(learn(EMPTY, events[:split], items, at[:split]), events[split:], items, at[split:])
     assert learn(snap, events, items) == snap
-    assert learn(snap, events[::-1], items) == snap
+    assert learn(snap, events[::-1], items, at[::-1]) == snap
 
 
 @FAST

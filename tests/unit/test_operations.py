@@ -65,11 +65,17 @@ def ev(i: int, item_id: str, kind: str = "rate", value: float | None = 5.0) -> I
     )
 
 
+def at(events: Sequence[Interaction]) -> list[int]:
+    """Stream positions of ``ev`` events: event ``e{i}`` is the user's i-th."""
+    return [int(e.event_id[1:]) for e in events]
+
+
 def learn(snap: UserSnapshot, events: Sequence[Interaction]) -> UserSnapshot:
     """Extraction, reinforcement and weakening, each applied before the next."""
-    snap = apply_delta(snap, extraction(snap, events, ITEMS, P, fake_embed))
-    snap = apply_delta(snap, reinforcement(snap, events, ITEMS, P))
-    return apply_delta(snap, weakening(snap, events, ITEMS, P))
+    where = at(events)
+    snap = apply_delta(snap, extraction(snap, events, ITEMS, P, fake_embed, positions=where))
+    snap = apply_delta(snap, reinforcement(snap, events, ITEMS, P, positions=where))
+    return apply_delta(snap, weakening(snap, events, ITEMS, P, positions=where))
 
 
 def only(snap: UserSnapshot, key: str) -> PreferenceChunk:
@@ -115,7 +121,7 @@ def test_five_comedies_make_a_strong_like() -> None:
     assert comedy.strength > 0.8
     assert comedy.evidence_count == 5
     assert comedy.evidence == tuple(f"e{i}" for i in range(5))
-    assert comedy.version == 2  # created, then reinforced once by the batch
+    assert comedy.version == 5  # one version per counted event, however they are batched
 
 
 def test_reinforcement_has_diminishing_returns_and_a_ceiling() -> None:
@@ -123,7 +129,8 @@ def test_reinforcement_has_diminishing_returns_and_a_ceiling() -> None:
     gains = []
     for i in range(1, 60):
         before = only(snap, "comedy").strength
-        snap = apply_delta(snap, reinforcement(snap, [ev(i, f"c{i % 10}")], ITEMS, P))
+        one = reinforcement(snap, [ev(i, f"c{i % 10}")], ITEMS, P, positions=[i])
+        snap = apply_delta(snap, one)
         gains.append(only(snap, "comedy").strength - before)
     assert all(later <= earlier for earlier, later in itertools.pairwise(gains))
     assert 0.99 < only(snap, "comedy").strength <= 1.0
@@ -136,7 +143,7 @@ def test_replay_after_evidence_overflow_changes_nothing() -> None:
     assert only(snap, "comedy").evidence_count == len(events)
     assert "e0" not in only(snap, "comedy").evidence
     assert learn(snap, events) == snap
-    assert reinforcement(snap, events[:5], ITEMS, P).is_empty
+    assert reinforcement(snap, events[:5], ITEMS, P, positions=at(events[:5])).is_empty
 
 
 def test_dislikes_weaken_then_flip_a_like() -> None:
@@ -145,7 +152,8 @@ def test_dislikes_weaken_then_flip_a_like() -> None:
     snap = learn(snap, [ev(10, "c5", "dislike")])
     assert only(snap, "comedy").polarity is Polarity.LIKE
     assert only(snap, "comedy").strength < liked
-    delta = weakening(snap, [ev(11, "c6", "dislike"), ev(12, "c7", "dislike")], ITEMS, P)
+    two = [ev(11, "c6", "dislike"), ev(12, "c7", "dislike")]
+    delta = weakening(snap, two, ITEMS, P, positions=at(two))
     (record,) = delta.changes
     assert "flipped like->dislike" in record.detail
     assert record.event_ids == ("e11", "e12")

@@ -13,7 +13,6 @@ from memory_store.events import EventType, Interaction, Item
 from memory_store.signals import evidence_weight, facet_evidence, item_facets
 from memory_store.tiers import (
     MAX_EVIDENCE,
-    NO_FLOOR,
     ChangeRecord,
     Delta,
     Operation,
@@ -88,25 +87,24 @@ def test_chunk_rejects_bad_values() -> None:
         replace(chunk(), key="drama")
 
 
-def test_bounded_evidence_keeps_the_most_recent_and_raises_the_floor() -> None:
+def test_bounded_evidence_keeps_the_most_recent() -> None:
     pairs = [(f"e{i}", float(i)) for i in range(40)]
-    ids, times, floor = bounded_evidence(reversed(pairs), NO_FLOOR)
+    ids, times = bounded_evidence(reversed(pairs))
     assert len(ids) == MAX_EVIDENCE
     assert ids[0] == "e8" and ids[-1] == "e39"
     assert list(times) == sorted(times)
-    assert floor == 7.0
 
 
-def test_add_evidence_counts_every_event_and_remembers_dropped_ones() -> None:
+def test_add_evidence_counts_by_stream_position_not_by_the_bounded_list() -> None:
     c = chunk(ts=0.0)
     for i in range(1, 50):
-        c = c.add_evidence(f"e{i}", float(i))
-    assert c.evidence_count == 50
-    assert len(c.evidence) == MAX_EVIDENCE
-    assert c.has_counted("e3", 3.0)  # dropped from the tuple, below the floor
-    assert c.has_counted("e49", 49.0)
-    assert not c.has_counted("e50", 50.0)
-    assert (c.first_seen, c.last_seen) == (0.0, 49.0)
+        c = c.add_evidence(f"e{i}", 7.0, position=i)  # one second: ties do not matter
+    assert c.evidence_count == 50 and c.version == 50
+    assert len(c.evidence) == MAX_EVIDENCE and c.through == 49
+    assert c.has_counted(3)  # long dropped from the list, still counted
+    assert c.has_counted(49)
+    assert not c.has_counted(50)
+    assert (c.first_seen, c.last_seen) == (0.0, 7.0)
 
 
 @given(
@@ -119,15 +117,15 @@ def test_add_evidence_equals_replacing_the_evidence_fields(
     ts: float, strength: float | None, aliases: tuple[str, ...], version: int
 ) -> None:
     # The fast path builds the chunk field by field: it must equal ``replace`` on every field.
-    base = replace(chunk(ts=100.0), aliases=aliases, version=version, evidence_floor=50.0)
+    base = replace(chunk(ts=100.0), aliases=aliases, version=version, through=50)
     changes = {} if strength is None else {"strength": strength}
-    got = base.add_evidence("e9", ts, **changes)
-    ids, times, floor = _appended_evidence(base.evidence, base.evidence_ts, 50.0, "e9", ts)
-    expected = replace(base, evidence=ids, evidence_ts=times, evidence_floor=floor,
+    got = base.add_evidence("e9", ts, 51, **changes)
+    ids, times = _appended_evidence(base.evidence, base.evidence_ts, "e9", ts)
+    expected = replace(base, evidence=ids, evidence_ts=times, through=51, version=version + 1,
                        evidence_count=2, first_seen=min(100.0, ts), last_seen=max(100.0, ts),
                        **changes)  # fmt: skip
     assert got == expected
-    flipped = base.add_evidence("e9", ts, strength=0.2, polarity=Polarity.DISLIKE)
+    flipped = base.add_evidence("e9", ts, 51, strength=0.2, polarity=Polarity.DISLIKE)
     assert flipped == replace(expected, strength=0.2, polarity=Polarity.DISLIKE)
 
 
@@ -251,10 +249,10 @@ def test_facet_evidence_keeps_to_one_user_and_tenant() -> None:
     )
 )
 def test_the_append_fast_path_equals_the_general_bound(pairs: list[tuple[str, int]]) -> None:
-    fast: tuple[tuple[str, ...], tuple[float, ...], float] = ((), (), NO_FLOOR)
+    fast: tuple[tuple[str, ...], tuple[float, ...]] = ((), ())
     general = fast
     for event_id, ts in pairs:
         fast = _appended_evidence(*fast, event_id, float(ts))
-        ids, times, floor = general
-        general = bounded_evidence([*zip(ids, times, strict=True), (event_id, float(ts))], floor)
+        ids, times = general
+        general = bounded_evidence([*zip(ids, times, strict=True), (event_id, float(ts))])
         assert fast == general

@@ -1,0 +1,176 @@
+"""Absorption: a user's events folded into beliefs one at a time, in stream order.
+
+Extraction, reinforcement and weakening are order-dependent (decay to each
+event's time, flips at a threshold), so the memory is a function of the stream
+only if every event is applied once, in the user's stream order, whatever the
+batches. Here each event in turn creates, reinforces or weakens the chunk of
+each of its topics; an event at or below a chunk's ``through`` was already
+counted and is skipped, so a replay from any point is a no-op.
+
+An event with weight whose item is not known yet **holds** the fold: it and the
+user's later events wait (stored in the event tier) until the item arrives, and
+are folded then. Folding past it would count later events before it, so items
+arriving late would give another memory than items arriving early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from memory_store.events import Interaction, Item
+from memory_store.operations.extraction import Embedder, embed_all
+from memory_store.operations.params import LifecycleParams
+from memory_store.operations.reinforcement import reinforced
+from memory_store.operations.weakening import weakened
+from memory_store.signals import (
+    FacetEvidence,
+    cached_facets,
+    evidence_weight,
+    statement,
+)
+from memory_store.tiers import (
+    ChangeRecord,
+    Delta,
+    Operation,
+    PreferenceChunk,
+    UserSnapshot,
+    chunk_id_for,
+)
+
+__all__ = ["Absorbed", "absorb_stream"]
+
+
+@dataclass(frozen=True, slots=True)
+class Absorbed:
+    """The fold's delta, and the position it stopped at (an event waiting for its item)."""
+
+    delta: Delta
+    held_at: int | None = None
+
+
+def _evidence_until_hold(
+    snapshot: UserSnapshot,
+    events: Sequence[Interaction],
+    positions: Sequence[int],
+    items: Mapping[str, Item],
+    min_weight: float,
+) -> tuple[list[FacetEvidence], int | None]:
+    """The user's evidence in stream order, up to the first weighty event with an unknown item."""
+    owner = (snapshot.tenant, snapshot.user_id)
+    out: list[FacetEvidence] = []
+    seen: set[str] = set()
+    for ev, position in sorted(zip(events, positions, strict=True), key=lambda p: p[1]):
+        if (ev.tenant, ev.user_id) != owner or ev.event_id in seen:
+            continue
+        seen.add(ev.event_id)
+        weight = evidence_weight(ev)
+        if abs(weight) < min_weight:
+            continue
+        item = items.get(ev.item_id)
+        if item is None or item.tenant != snapshot.tenant:
+            return out, position
+        for facet, key, topic in cached_facets(item):
+            out.append(FacetEvidence(ev.event_id, ev.ts, weight, facet, key, topic, position))
+    return out, None
+
+
+def _created(snapshot: UserSnapshot, fe: FacetEvidence, vector: tuple[float, ...],
+             params: LifecycleParams) -> PreferenceChunk:  # fmt: skip
+    return PreferenceChunk(
+        chunk_id=chunk_id_for(snapshot.tenant, snapshot.user_id, fe.facet, fe.key),
+        tenant=snapshot.tenant, user_id=snapshot.user_id, facet=fe.facet, key=fe.key,
+        topic=fe.topic, text=statement(fe.polarity, fe.topic), embedding=vector,
+        polarity=fe.polarity, strength=min(1.0, abs(fe.weight) * params.initial_strength),
+        evidence=(fe.event_id,), evidence_ts=(fe.ts,), evidence_count=1,
+        first_seen=fe.ts, last_seen=fe.ts, version=1, through=fe.position,
+    )  # fmt: skip
+
+
+class _Log:
+    """Change records per (chunk, operation) of one fold: first strength before, last after."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, Operation], tuple[float | None, float, list[str], str]] = {}
+        self.flips: dict[str, list[str]] = {}
+
+    def add(self, op: Operation, before: PreferenceChunk | None, after: PreferenceChunk,
+            event_id: str) -> None:  # fmt: skip
+        key = (after.chunk_id, op)
+        if key in self.entries:
+            first, _, ids, text = self.entries[key]
+            ids.append(event_id)
+            self.entries[key] = (first, after.strength, ids, text)
+        else:
+            start = None if before is None else before.strength
+            text = after.text if before is None else before.text
+            self.entries[key] = (start, after.strength, [event_id], text)
+        if before is not None and before.polarity is not after.polarity:
+            self.flips.setdefault(after.chunk_id, []).append(f"{before.polarity}->{after.polarity}")
+
+    def records(self, snapshot: UserSnapshot, plan_id: str | None) -> list[ChangeRecord]:
+        out = []
+        for (cid, op), (before, after, ids, text) in self.entries.items():
+            if op is Operation.EXTRACTION:
+                detail = f"created '{text}' from {ids[0]}"
+            else:
+                verb = "reinforced" if op is Operation.REINFORCEMENT else "weakened"
+                start = f"{before:.3f}" if before is not None else "new"
+                detail = f"'{text}' {verb} by {len(ids)} event(s): {start} -> {after:.3f}"
+                if op is Operation.WEAKENING and cid in self.flips:
+                    detail += f"; flipped {', '.join(self.flips[cid])}"
+            out.append(snapshot.change(op, cid, before, after, tuple(ids), plan_id, detail))
+        return out
+
+
+def absorb_stream(
+    snapshot: UserSnapshot,
+    events: Iterable[Interaction],
+    items: Mapping[str, Item],
+    params: LifecycleParams,
+    embed: Embedder,
+    plan_id: str | None = None,
+    positions: Sequence[int] | None = None,
+) -> Absorbed:
+    """Fold the user's events into beliefs, at ``positions`` (their places in the stream).
+
+    Without ``positions`` the list is the user's stream from its start (0, 1, ...).
+
+    Deterministic: the same events at the same positions give the same chunks,
+    strengths, evidence and versions, however they are cut into calls, and
+    events already counted change nothing.
+    """
+    evs = list(events)
+    places = range(len(evs)) if positions is None else positions
+    if len(places) != len(evs):
+        raise ValueError(f"{len(places)} positions for {len(evs)} events")
+    steps, held_at = _evidence_until_hold(snapshot, evs, places, items, params.min_weight)
+    index = snapshot.key_index()
+    original = snapshot.chunk_index()
+    topics = list(dict.fromkeys((fe.facet, fe.key, fe.topic) for fe in steps
+                                if (fe.facet, fe.key) not in index))  # fmt: skip
+    vectors = dict(
+        zip(((f, k) for f, k, _ in topics), embed_all(embed, [t for _, _, t in topics]),
+            strict=True)
+    )  # fmt: skip
+    work: dict[str, PreferenceChunk] = {}
+    log = _Log()
+    for fe in steps:
+        cid = index.get((fe.facet, fe.key))
+        if cid is None:
+            chunk = _created(snapshot, fe, vectors[(fe.facet, fe.key)], params)
+            index[(fe.facet, fe.key)] = chunk.chunk_id
+            work[chunk.chunk_id] = chunk
+            log.add(Operation.EXTRACTION, None, chunk, fe.event_id)
+            continue
+        chunk = work.get(cid) or original[cid]
+        if chunk.has_counted(fe.position):
+            continue
+        if fe.polarity is chunk.polarity:
+            after, op = reinforced(chunk, fe, params), Operation.REINFORCEMENT
+        else:
+            after, op = weakened(chunk, fe, params)[0], Operation.WEAKENING
+        work[cid] = after
+        log.add(op, chunk, after, fe.event_id)
+    delta = Delta(upserts=tuple(work.values()), changes=tuple(log.records(snapshot, plan_id)))
+    return Absorbed(delta, held_at)
