@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from memory_store.store import ALL_EVENTS, MemoryStore
 from memory_store.tiers import ChangeRecord, PreferenceChunk, Profile, UserSnapshot
 
-__all__ = ["UserDiff", "change_effects", "diff_snapshots"]
+__all__ = ["StoreDiff", "UserDiff", "change_effects", "diff_snapshots", "diff_stores"]
+
+_SLICE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +104,35 @@ def change_effects(changes: Iterable[ChangeRecord]) -> list[tuple[str, str, str]
     Batching groups the same effects into other records; the effects are the same.
     """
     return sorted((c.chunk_id or "", c.op.value, e) for c in changes for e in c.event_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreDiff:
+    """Two stores compared: how many users, which differ and how."""
+
+    users: int
+    differing: list[UserDiff]
+
+    @property
+    def chunks_differing(self) -> int:
+        return sum(len({line.split(":")[0] for line in d.chunks}) for d in self.differing)
+
+    @property
+    def max_strength_diff(self) -> float:
+        return max((d.max_strength_diff for d in self.differing), default=0.0)
+
+
+def diff_stores(
+    a: MemoryStore, b: MemoryStore, tenant: str | None = None, tol: float = 1e-9
+) -> StoreDiff:
+    """Every user of either store compared (all their events, chunks and profile)."""
+    keys = sorted(set(a.list_users(tenant)) | set(b.list_users(tenant)))
+    differing: list[UserDiff] = []
+    for start in range(0, len(keys), _SLICE):
+        part = keys[start : start + _SLICE]
+        snaps_a, snaps_b = a.read_snapshots(part, ALL_EVENTS), b.read_snapshots(part, ALL_EVENTS)
+        for key in part:
+            diff = diff_snapshots(snaps_a[key], snaps_b[key], tol)
+            if diff.differs:
+                differing.append(diff)
+    return StoreDiff(len(keys), differing)

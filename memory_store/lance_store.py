@@ -26,6 +26,7 @@ from memory_store.lance_tiers import (
     retry_commit_conflicts,
     rows_for_users,
     user_filter,
+    user_keys,
 )
 from memory_store.rows import EVENT_KEY, EVENT_SCHEMA, EventRecord, event_key, events_to_table
 from memory_store.store import DEFAULT_EVENT_LIMIT, UserDelta, UserKey, UserMemory, WriteResult
@@ -150,6 +151,10 @@ class LanceMemoryStore:
             if forget:
                 self._events.delete(" OR ".join(forget))
             self._tiers.write_changes([d for _, _, d in per_user], plan_id)
+
+    def list_users(self, tenant: str | None = None) -> list[UserKey]:
+        where = None if tenant is None else f"tenant = {quote(tenant)}"
+        return sorted(user_keys(self._events, where) | self._tiers.users(where))
 
     def count_events(self, tenant: str | None = None) -> int:
         return int(self._events.count_rows(None if tenant is None else f"tenant = {quote(tenant)}"))

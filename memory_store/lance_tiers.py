@@ -47,6 +47,7 @@ __all__ = [
     "retry_commit_conflicts",
     "rows_for_users",
     "user_filter",
+    "user_keys",
     "users_filter",
 ]
 
@@ -149,6 +150,15 @@ def rows_for_users(table: Any, keys: Sequence[tuple[str, str]]) -> list[dict[str
     return out
 
 
+def user_keys(table: Any, where: str | None) -> set[tuple[str, str]]:
+    """The distinct (tenant, user_id) of a table's rows (two columns read, not the rows)."""
+    query = table.search().select(["tenant", "user_id"]).limit(None)
+    if where is not None:
+        query = query.where(where)
+    cols = query.to_arrow()
+    return set(zip(cols["tenant"].to_pylist(), cols["user_id"].to_pylist(), strict=True))
+
+
 def _rows(table: Any, where: str) -> list[dict[str, Any]]:
     """All rows matching ``where``, in one query (``limit(None)``: no count-then-read race)."""
     rows: list[dict[str, Any]] = table.search().where(where).limit(None).to_arrow().to_pylist()
@@ -199,6 +209,15 @@ class LanceTiers:
                 if key not in profiles or profiles[key].version < profile.version:
                     profiles[key] = profile
         return chunks, profiles
+
+    def users(self, where: str | None) -> set[tuple[str, str]]:
+        """(tenant, user_id) of everyone with chunks or a profile (``where``: a tenant filter)."""
+        out: set[tuple[str, str]] = set()
+        for name in (CHUNKS_TABLE, PROFILES_TABLE):
+            table = self._open(name)
+            if table is not None:
+                out |= user_keys(table, where)
+        return out
 
     def read_changes(self, tenant: str, user_id: str, limit: int) -> list[dict[str, Any]]:
         """The user's latest ``limit`` change-log rows, newest first."""

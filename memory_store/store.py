@@ -79,6 +79,10 @@ class MemoryStore(Protocol):
         """A user's memory (``limit`` events and changes), filtered hard on tenant and user."""
         ...
 
+    def list_users(self, tenant: str | None = None) -> list[UserKey]:
+        """Everyone with any memory, of one tenant or (operators only) of all, sorted."""
+        ...
+
     def count_events(self, tenant: str | None = None) -> int:
         """Stored events, for one tenant or (operators only) all of them."""
         ...

@@ -234,6 +234,7 @@ class IngestWorker:
         await self._dead_letters(self._items_dlq, outcome.dead)
         self.metrics.items_stored.inc(outcome.stored)
         self.record_indexing(outcome.codebook)
+        await self.publish_notices(outcome.notices)
         for outcome_name, count in outcome.tagging.items():
             self.metrics.items_tagged.labels(outcome_name).inc(count)
         for letter in outcome.dead:

@@ -104,6 +104,47 @@ def memory_show(
         print_memory(console, memory)
 
 
+@memory_app.command("diff")
+def memory_diff(
+    store_a: Annotated[str, typer.Argument(help="LanceDB URI (path) of the first store.")],
+    store_b: Annotated[str, typer.Argument(help="LanceDB URI (path) of the second store.")],
+    tenant: Annotated[str | None, typer.Option(help="Compare one tenant only.")] = None,
+    tol: Annotated[float, typer.Option(help="Strengths closer than this are equal.")] = 1e-9,
+    show: Annotated[int, typer.Option(help="Users to detail.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per-user differences between two stores (exit 1 if any): check a replay is reproducible."""
+    from memory_store.compare import diff_stores
+    from memory_store.store import open_store
+
+    found = diff_stores(open_store(store_a), open_store(store_b), tenant, tol)
+    summary = {
+        "users": found.users,
+        "users_differing": len(found.differing),
+        "chunks_differing": found.chunks_differing,
+        "max_strength_diff": found.max_strength_diff,
+    }
+    if as_json:
+        detail = [
+            {"tenant": d.tenant, "user_id": d.user_id, "chunks": d.chunks,
+             "profile": d.profile, "events": d.events[:20]}
+            for d in found.differing[:show]
+        ]  # fmt: skip
+        typer.echo(json.dumps({**summary, "differing": detail}))
+    else:
+        console.print(
+            f"{found.users} users compared: {len(found.differing)} differ, "
+            f"{found.chunks_differing} chunks differ, "
+            f"largest strength difference {found.max_strength_diff:.3g}"
+        )
+        for d in found.differing[:show]:
+            console.print(f"[bold]{d.tenant}/{d.user_id}[/]")
+            for line in [*d.chunks, *d.profile, *d.events][:12]:
+                console.print(f"  {line}", markup=False)
+    if found.differing:
+        raise typer.Exit(1)
+
+
 @app.command()
 def demo(
     limit: Annotated[int | None, typer.Option(help="Replay only the first N events.")] = None,

@@ -72,6 +72,8 @@ class ItemsOutcome:
     # Items without genres in this batch: "tagged" by the LLM extractor, or "untagged".
     tagging: dict[str, int] = field(default_factory=dict)
     codebook: IndexOutcome = field(default_factory=IndexOutcome)
+    # Users whose fold waited for one of these items, folded on at once: their notices.
+    notices: list[Notice] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +204,10 @@ def _write_items(rows: list[tuple[Any, ...]], limits: Limits) -> ItemsOutcome:
     stored = keeper.add_items(items)
     tagging = {k: v - before.get(k, 0) for k, v in keeper.tagging.items() if v > before.get(k, 0)}
     indexed = IndexOutcome() if _codebook is None else _codebook.index_items(items)
-    return ItemsOutcome(stored, dead, tagging, indexed)
+    # Users waiting for these items fold on now, not at the next planner round.
+    late = keeper.resolve_late_items()
+    notices = [(n.tenant, n.user_id, n.version) for n in late.notices]
+    return ItemsOutcome(stored, dead, tagging, indexed, notices)
 
 
 def _codebook_upkeep() -> UpkeepOutcome:

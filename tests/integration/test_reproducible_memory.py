@@ -1,0 +1,87 @@
+"""Through the real broker and worker: one stream, two stores, the same memory.
+
+An ML-100K slice (same-second bursts included) is replayed once; fresh workers
+with their own consumer groups and stores read it with different batch sizes,
+and one of them is killed with SIGKILL mid-stream and restarted. Maintenance
+rounds are off, so the stores hold what ingest and absorb made of the stream.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory_store.compare import StoreDiff, diff_stores
+from memory_store.store import open_store
+from streams.datasets import load_dataset
+from streams.replay import replay
+from streams.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 12_000
+
+
+def _run_settings(settings: Settings, name: str, tmp: Path, batch_size: int) -> Settings:
+    return settings.model_copy(
+        update={
+            "app_id": f"{settings.app_id}-{name}",
+            "lancedb_uri": str(tmp / name),
+            "batch_size": batch_size,
+            "batch_seconds": 0.05 if batch_size < 500 else 0.5,
+            "maintain_every_s": 1e6,
+            "codebook_enabled": False,
+        }
+    )
+
+
+def _settled(reference: str, uri: str, tenant: str, timeout: float = 90.0) -> StoreDiff:
+    """The diff to ``reference`` once ``uri`` holds every event and matches (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    found = diff_stores(open_store(reference), open_store(uri), tenant)
+    while found.differing and time.monotonic() < deadline:
+        time.sleep(1.0)
+        if open_store(uri).count_events(tenant) == EVENTS:
+            found = diff_stores(open_store(reference), open_store(uri), tenant)
+    return found
+
+
+def test_two_runs_and_a_killed_run_give_identical_stores(
+    settings: Settings, start_worker: Any, tmp_path: Path
+) -> None:
+    data = load_dataset("ml-100k", limit=EVENTS)
+    replay(settings, data, progress=False)
+    tenant = data.interactions[0]["tenant"]
+
+    big = _run_settings(settings, "big", tmp_path, 5000)
+    worker = start_worker(big)
+    worker.wait_for(lambda: open_store(big.lancedb_uri).count_events(tenant) == EVENTS, timeout=120)
+    worker.wait_for(lambda: worker.metric("beliefstream_events_written_total") >= EVENTS)
+    time.sleep(2.0)  # the last batch's fold and any late item
+    assert worker.stop() == 0
+    reference = big.lancedb_uri
+    users = diff_stores(open_store(reference), open_store(reference), tenant).users
+    assert users > 100
+
+    small = _run_settings(settings, "small", tmp_path, 97)
+    other = start_worker(small)
+    other.wait_for(lambda: open_store(small.lancedb_uri).count_events(tenant) > 0, timeout=60)
+    found = _settled(reference, small.lancedb_uri, tenant)
+    assert not found.differing, found.differing[:3]
+    assert other.stop() == 0
+
+    killed = _run_settings(settings, "killed", tmp_path, 211)
+    first = start_worker(killed)
+    first.wait_for(
+        lambda: open_store(killed.lancedb_uri).count_events(tenant) >= EVENTS // 3, timeout=90
+    )
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert open_store(killed.lancedb_uri).count_events(tenant) < EVENTS
+    start_worker(killed)
+    found = _settled(reference, killed.lancedb_uri, tenant)
+    assert found.users == users
+    assert not found.differing, found.differing[:3]
