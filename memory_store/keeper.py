@@ -128,6 +128,10 @@ class MemoryKeeper:
         self._held: dict[UserKey, int] = {}
         # Of those, the ones whose tenant got items since: worth folding on.
         self._recheck: set[UserKey] = set()
+        # Per partition: every event stored up to this wall-clock time was folded; and per
+        # held user, (partition, a time before its waiting event was stored). See settled_marks.
+        self._stored_through: dict[int, float] = {}
+        self._held_since: dict[UserKey, tuple[int, float]] = {}
         self.watermarks: dict[str, float] = {}
 
     def _version(self) -> int:
@@ -182,9 +186,11 @@ class MemoryKeeper:
         return MaintainResult(len(keys), len(notices), notices, Counter())
 
     def _fold(
-        self, by_user: dict[UserKey, list[EventRecord]], plan_id: str | None
+        self, by_user: dict[UserKey, list[EventRecord]], plan_id: str | None, since: float = 0.0
     ) -> list[UserKey]:
         """Fold each user's records in stream order; note who now waits; the users changed.
+
+        ``since``: a wall-clock time before these records were stored (0 when unknown).
 
         Records fold at their offsets: a user's events share a Kafka partition.
         """
@@ -199,8 +205,11 @@ class MemoryKeeper:
             )  # fmt: skip
             if folded.held_at is None:
                 self._held.pop((tenant, user_id), None)
+                self._held_since.pop((tenant, user_id), None)
             else:
                 self._held[(tenant, user_id)] = folded.held_at
+                if (tenant, user_id) not in self._held_since:
+                    self._held_since[(tenant, user_id)] = (recs[0].partition, since)
             if not folded.delta.is_empty:
                 deltas.append(UserDelta(tenant, user_id, folded.delta))
         self.store.write_deltas(deltas, plan_id)
@@ -241,6 +250,7 @@ class MemoryKeeper:
     def ingest(self, records: Sequence[EventRecord], plan_id: str | None = None) -> IngestResult:
         """Store events once, then fold them into their users' beliefs in stream order."""
         positioned = self._positioned(records)
+        started = time.time()  # the store stamps ingested_at with the wall clock, as here
         written = self.store.write_events(positioned)
         counts: Counter[UserKey] = Counter()
         for record in positioned:
@@ -256,9 +266,43 @@ class MemoryKeeper:
             key = (record.event.tenant, record.event.user_id)
             if key not in self._held:
                 folding.setdefault(key, []).append(record)
-        changed = self._fold(folding, plan_id)
+        changed = self._fold(folding, plan_id, started)
+        stored = time.time()
+        for partition in {r.partition for r in positioned if r.partition >= 0}:
+            self._stored_through[partition] = stored
         self._dirty.update(dict.fromkeys(counts))
         return IngestResult(written.inserted, len(changed), self._notices(counts), dict(counts))
+
+    def settled_marks(self) -> dict[int, float]:
+        """Per partition, a stored-at time up to which every event's user is folded and taken.
+
+        Taken with ``take_dirty`` by a maintenance round and saved once that round's
+        work is done, it tells a restart which users to look at again: those with
+        events stored later (``recover``). It never passes a fold still waiting.
+        """
+        marks = dict(self._stored_through)
+        for partition, since in self._held_since.values():
+            if partition in marks:
+                marks[partition] = min(marks[partition], since - 1e-3)
+        return marks
+
+    def recover(self, found: dict[UserKey, int], plan_id: str | None = None) -> MaintainResult:
+        """After a restart: fold on, from the event tier, users with events stored after the
+        last settled mark (from each one's smallest such offset), and mark them touched."""
+        keys = sorted(found)
+        notices: list[ChangeNotice] = []
+        for start in range(0, len(keys), _MAINTAIN_SLICE):
+            part = keys[start : start + _MAINTAIN_SLICE]
+            stored = self.store.read_event_records(part)
+            for records in stored.values():
+                for r in records:
+                    ts = r.event.ts
+                    if ts > self.watermarks.get(r.event.tenant, float("-inf")):
+                        self.watermarks[r.event.tenant] = ts
+            again = {k: [r for r in stored.get(k, []) if r.offset >= found[k]] for k in part}
+            notices += self._notices(self._fold(again, plan_id))
+        self._dirty.update(dict.fromkeys(keys))
+        return MaintainResult(len(keys), len(notices), notices, Counter())
 
     @property
     def pending_users(self) -> int:

@@ -152,6 +152,16 @@ class LanceMemoryStore:
                 self._events.delete(" OR ".join(forget))
             self._tiers.write_changes([d for _, _, d in per_user], plan_id)
 
+    def users_ingested_after(self, partition: int, after: float) -> dict[UserKey, int]:
+        where = f"source_partition = {int(partition)} AND ingested_at > {float(after)!r}"
+        columns = ["tenant", "user_id", "source_offset"]
+        found = self._events.search().where(where).select(columns).limit(None).to_arrow()
+        out: dict[UserKey, int] = {}
+        for tenant, user_id, offset in zip(*(found[c].to_pylist() for c in columns), strict=True):
+            key = (tenant, user_id)
+            out[key] = min(offset, out.get(key, offset))
+        return out
+
     def list_users(self, tenant: str | None = None) -> list[UserKey]:
         where = None if tenant is None else f"tenant = {quote(tenant)}"
         return sorted(user_keys(self._events, where) | self._tiers.users(where))

@@ -79,6 +79,11 @@ class MemoryStore(Protocol):
         """A user's memory (``limit`` events and changes), filtered hard on tenant and user."""
         ...
 
+    def users_ingested_after(self, partition: int, after: float) -> dict[UserKey, int]:
+        """Users with events from ``partition`` stored after ``after`` (epoch s), and the
+        smallest offset among those events: what a restart must look at again."""
+        ...
+
     def list_users(self, tenant: str | None = None) -> list[UserKey]:
         """Everyone with any memory, of one tenant or (operators only) of all, sorted."""
         ...

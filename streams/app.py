@@ -141,7 +141,12 @@ class IngestWorker:
         return self.app.topic(name, value_serializer="raw", key_serializer="raw")
 
     async def partitions_assigned(self, partitions: set[int]) -> None:
-        """The interactions partitions this worker now owns (after every rebalance)."""
+        """The interactions partitions this worker now owns (after every rebalance).
+
+        Users a crash left unmaintained (or waiting for an item) are looked at again first.
+        """
+        recovered = await asyncio.wrap_future(self.writer.recover(partitions))
+        await self.publish_notices(recovered.notices)
         self.planner.own(partitions)
 
     async def send_all(self, topic: Any, messages: list[tuple[Any, bytes, Any]]) -> None:

@@ -10,6 +10,12 @@ every round and loaded the first time a user is seen after a start, so a
 restart neither forgets when an operation last ran nor drops a deferral. A
 crash loses at most the event counts of one round; replayed batches count
 again (the counts steer when to look, not what the memory holds).
+
+Rounds also save, per partition, the keeper's settled mark of the round
+before (whose work has run by then): after a restart, ``recover`` folds on
+and touches every user with events stored after it, so a crash loses no
+pending maintenance and no fold that waited for an item. The marks live in
+the same store under the tenant "", which no event can carry.
 """
 
 from __future__ import annotations
@@ -82,11 +88,22 @@ def decode_state(document: str) -> tuple[OperationClock, Waiting]:
     return OperationClock(int(raw["events_total"]), runs), waiting
 
 
+_MARKS = ""  # the reserved tenant of the settled marks: an event's tenant is never empty
+
+
+def _mark_key(partition: int) -> UserKey:
+    return (_MARKS, f"partition:{partition}")
+
+
 class PlanningState:
     """The clocks and deferrals of the users this writer has seen, backed by a state store."""
 
     def __init__(self, store: PlannerStateStore) -> None:
         self._store = store
+        # The keeper's settled marks at the last round, saved once that round's work ran.
+        self._round_marks: dict[int, float] | None = None
+        self._saved_marks: dict[int, float] = {}
+        self._recovered: set[int] = set()
         self._clocks: dict[UserKey, OperationClock] = {}
         self._waiting: dict[UserKey, Waiting] = {}
         self._changed: set[UserKey] = set()
@@ -144,6 +161,11 @@ class PlanningState:
                 del self._waiting[key]
             self._changed.add(key)
         keys = keeper.take_dirty(max_users)
+        if self._round_marks:  # the last round's users are maintained: its marks hold now
+            moved = {p: m for p, m in self._round_marks.items() if self._saved_marks.get(p) != m}
+            self._store.save({_mark_key(p): json.dumps(m) for p, m in moved.items()})
+            self._saved_marks.update(moved)
+        self._round_marks = keeper.settled_marks() if keeper.pending_users == 0 else None
         self._load(keys)
         summaries = []
         if keys:
@@ -159,6 +181,19 @@ class PlanningState:
             ]
         self.save()
         return PlanRound(summaries, due, notices)
+
+    def recover(self, keeper: MemoryKeeper, partitions: Iterable[int]) -> MaintainResult:
+        """Users of newly owned partitions with events stored after the saved settled mark:
+        folded on from the event tier and touched, so the next round maintains them."""
+        fresh = sorted(set(partitions) - self._recovered)
+        self._recovered.update(fresh)
+        saved = self._store.load([_mark_key(p) for p in fresh])
+        found: dict[UserKey, int] = {}
+        for p in fresh:
+            mark = float(json.loads(saved[_mark_key(p)])) if _mark_key(p) in saved else 0.0
+            for key, offset in keeper.store.users_ingested_after(p, mark).items():
+                found[key] = min(offset, found.get(key, offset))
+        return keeper.recover(found)
 
     def defer(self, deferred: Sequence[Deferred]) -> None:
         """Hold operations until their users have ``n`` more events.

@@ -222,6 +222,10 @@ def _plan_round(max_users: int | None) -> PlanRound:
     return _planner().plan_round(_ready(), max_users)
 
 
+def _recover(partitions: list[int]) -> MaintainOutcome:
+    return _maintained(lambda keeper: _planner().recover(keeper, partitions))
+
+
 def _run_planned(requests: list[Request], deferred: list[Deferred]) -> MaintainOutcome:
     planning = _planner()
     planning.defer(deferred)
@@ -286,6 +290,10 @@ class MemoryWriter:
 
     def plan_round(self, max_users: int | None = None) -> Future[PlanRound]:
         return self._pool.submit(_plan_round, max_users)
+
+    def recover(self, partitions: set[int]) -> Future[MaintainOutcome]:
+        """Look again at users of newly owned partitions that a crash left unmaintained."""
+        return self._pool.submit(_recover, sorted(partitions))
 
     def run_planned(
         self, requests: list[Request], deferred: list[Deferred]

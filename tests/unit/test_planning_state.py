@@ -7,8 +7,10 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from memory_store.compare import diff_snapshots
 from memory_store.keeper import MemoryKeeper
 from memory_store.planner_state import InMemoryPlannerState, LancePlannerState
+from memory_store.rows import EventRecord
 from memory_store.tiers import Operation
 from planner.summary import LastRun, OperationClock
 from streams.planning_child import (
@@ -134,6 +136,7 @@ def test_only_changed_users_are_saved(tmp_path: Path) -> None:
     state = PlanningState(store)
     ingested(k, state, 0, 3)
     state.plan_round(k, None)
+    state.plan_round(k, None)  # saves the first round's settled marks
     saves = store.saves
     state.plan_round(k, None)  # nothing happened since
     state.run_requests(k, [])
@@ -155,3 +158,36 @@ def test_the_lance_state_store_overwrites_and_keeps_tenants_apart(tmp_path: Path
     reopened = LancePlannerState(str(tmp_path))
     assert reopened.load([("acme", "u1")]) == {("acme", "u1"): "a2"}
     assert reopened._open(create=False).count_rows() == 2
+
+
+def test_a_crash_loses_no_pending_maintenance_and_no_waiting_fold(tmp_path: Path) -> None:
+    """Users touched after the last finished round, and folds waiting for an item, come back."""
+    k = keeper(tmp_path)
+    store = InMemoryPlannerState()
+    state = PlanningState(store)
+    items = catalogue("acme")
+    k.add_items([v for key, v in items.items() if key != "i3"])
+    first = k.ingest(records(some_events("acme", "u1", 0, 3, OLD)))
+    state.observe(k, first.per_user)
+    waiting = records(some_events("acme", "u9", 100, 12, OLD))
+    k.ingest(waiting)  # u9's 6th event (a skip of i3) names an item not in the catalogue yet
+    assert k.held_users == 1
+    state.plan_round(k, None)  # takes u1 and u9, notes the marks
+    state.plan_round(k, None)  # the first round's work is done: its marks are saved
+    later = some_events("acme", "u2", 200, 4, OLD)
+    k.ingest([EventRecord(e, 0, 100 + n) for n, e in enumerate(later)])
+    # kill -9: a new keeper and planner state on the same stores
+    restarted = keeper(tmp_path)
+    again = PlanningState(store)
+    again.recover(restarted, {0})
+    assert sorted(restarted.take_dirty()) == [("acme", "u2"), ("acme", "u9")]
+    assert restarted.held_users == 2  # u9 still waits, as before the crash; u2 too (i3)
+    restarted.add_items([items["i3"]])
+    restarted.resolve_late_items()
+    assert restarted.held_users == 0
+    reference = keeper(tmp_path / "reference")
+    reference.add_items(list(items.values()))
+    reference.ingest(waiting)
+    got = restarted.store.read_snapshots([("acme", "u9")])[("acme", "u9")]
+    want = reference.store.read_snapshots([("acme", "u9")])[("acme", "u9")]
+    assert got.chunks and not diff_snapshots(got, want).differs
