@@ -16,6 +16,7 @@ from tests.e2e.test_cli import run
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.timeout(900)  # the long one: synthetic, ml-1m and freshness (~280 s here)
 def test_bench_codebook_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "codebook.json"
     run(["bench", "codebook", "--items", "20000", "--users", "40", "--freshness-probes", "3",
