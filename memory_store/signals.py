@@ -19,6 +19,7 @@ from memory_store.tiers import Polarity, UserSnapshot
 __all__ = [
     "FacetEvidence",
     "cached_facets",
+    "evidence_until_hold",
     "evidence_weight",
     "facet_evidence",
     "item_facets",
@@ -161,6 +162,22 @@ def facet_evidence(
     other users and items of other tenants are skipped, so an operation given a
     mixed batch can only ever learn about its own user.
     """
+    return evidence_until_hold(tenant, user_id, events, items, min_weight, positions, False)[0]
+
+
+def evidence_until_hold(
+    tenant: str,
+    user_id: str,
+    events: Iterable[Interaction],
+    items: Mapping[str, Item],
+    min_weight: float,
+    positions: Sequence[int] | None = None,
+    hold: bool = True,
+) -> tuple[list[FacetEvidence], int | None]:
+    """``facet_evidence`` up to the first weighty event whose item is unknown, and its position.
+
+    With ``hold`` False such events are skipped instead (and the position is None).
+    """
     out: list[FacetEvidence] = []
     seen: set[str] = set()
     evs = list(events)
@@ -172,12 +189,16 @@ def facet_evidence(
             continue
         seen.add(ev.event_id)
         weight = evidence_weight(ev)
+        if abs(weight) < min_weight:
+            continue
         item = items.get(ev.item_id)
-        if abs(weight) < min_weight or item is None or item.tenant != tenant:
+        if item is None or item.tenant != tenant:
+            if hold:
+                return out, position
             continue
         for facet, key, topic in cached_facets(item):
             out.append(FacetEvidence(ev.event_id, ev.ts, weight, facet, key, topic, position))
-    return out
+    return out, None
 
 
 def stream_evidence(

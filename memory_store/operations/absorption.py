@@ -23,12 +23,7 @@ from memory_store.operations.extraction import Embedder, embed_all
 from memory_store.operations.params import LifecycleParams
 from memory_store.operations.reinforcement import reinforced
 from memory_store.operations.weakening import weakened
-from memory_store.signals import (
-    FacetEvidence,
-    cached_facets,
-    evidence_weight,
-    statement,
-)
+from memory_store.signals import FacetEvidence, evidence_until_hold, statement
 from memory_store.tiers import (
     ChangeRecord,
     Delta,
@@ -47,32 +42,6 @@ class Absorbed:
 
     delta: Delta
     held_at: int | None = None
-
-
-def _evidence_until_hold(
-    snapshot: UserSnapshot,
-    events: Sequence[Interaction],
-    positions: Sequence[int],
-    items: Mapping[str, Item],
-    min_weight: float,
-) -> tuple[list[FacetEvidence], int | None]:
-    """The user's evidence in stream order, up to the first weighty event with an unknown item."""
-    owner = (snapshot.tenant, snapshot.user_id)
-    out: list[FacetEvidence] = []
-    seen: set[str] = set()
-    for ev, position in sorted(zip(events, positions, strict=True), key=lambda p: p[1]):
-        if (ev.tenant, ev.user_id) != owner or ev.event_id in seen:
-            continue
-        seen.add(ev.event_id)
-        weight = evidence_weight(ev)
-        if abs(weight) < min_weight:
-            continue
-        item = items.get(ev.item_id)
-        if item is None or item.tenant != snapshot.tenant:
-            return out, position
-        for facet, key, topic in cached_facets(item):
-            out.append(FacetEvidence(ev.event_id, ev.ts, weight, facet, key, topic, position))
-    return out, None
 
 
 def _created(snapshot: UserSnapshot, fe: FacetEvidence, vector: tuple[float, ...],
@@ -140,11 +109,9 @@ def absorb_stream(
     strengths, evidence and versions, however they are cut into calls, and
     events already counted change nothing.
     """
-    evs = list(events)
-    places = range(len(evs)) if positions is None else positions
-    if len(places) != len(evs):
-        raise ValueError(f"{len(places)} positions for {len(evs)} events")
-    steps, held_at = _evidence_until_hold(snapshot, evs, places, items, params.min_weight)
+    steps, held_at = evidence_until_hold(
+        snapshot.tenant, snapshot.user_id, events, items, params.min_weight, positions
+    )
     index = snapshot.key_index()
     original = snapshot.chunk_index()
     topics = list(dict.fromkeys((fe.facet, fe.key, fe.topic) for fe in steps
