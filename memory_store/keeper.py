@@ -12,10 +12,11 @@ the worker hands it validated events and publishes the notices it returns.
 from __future__ import annotations
 
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from memory_store.cached_embedder import CachedEmbedder
 from memory_store.catalogue import ItemCatalogue
 from memory_store.change_notice import ChangeNotice
 from memory_store.events import Interaction, Item
@@ -32,51 +33,6 @@ __all__ = ["CachedEmbedder", "IngestResult", "MaintainResult", "MemoryKeeper"]
 _MAINTAIN_SLICE = 500
 
 
-class CachedEmbedder:
-    """An embedder that remembers its last ``max_entries`` texts.
-
-    Extracted topics repeat across users ("Comedy", "1990s") and so do template
-    narratives, so most calls never reach the model.
-    """
-
-    def __init__(self, embed: Embedder, max_entries: int = 50_000) -> None:
-        self._embed = embed
-        self._max = max_entries
-        self._cache: OrderedDict[str, tuple[float, ...]] = OrderedDict()
-        self.calls = 0
-
-    def dry_run(self) -> tuple[Embedder, list[str]]:
-        """An embedder that only notes what it is asked (cached vectors, else empty ones).
-
-        Running a pass with it first, then ``self(noted)`` once, turns a model call
-        per user into one batched call per pass.
-        """
-        noted: list[str] = []
-
-        def note(texts: Sequence[str]) -> list[tuple[float, ...]]:
-            noted.extend(t for t in texts if t not in self._cache)
-            return [self._cache.get(t, ()) for t in texts]
-
-        return note, noted
-
-    def __call__(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            self.calls += 1
-            vectors = self._embed(missing)
-            if len(vectors) != len(missing):
-                raise ValueError(f"embedder returned {len(vectors)} vectors for {len(missing)}")
-            for text, vector in zip(missing, vectors, strict=True):
-                self._cache[text] = tuple(float(x) for x in vector)
-        out = []
-        for text in texts:
-            self._cache.move_to_end(text)
-            out.append(self._cache[text])
-        while len(self._cache) > self._max:
-            self._cache.popitem(last=False)
-        return out
-
-
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     inserted: int
@@ -84,6 +40,10 @@ class IngestResult:
     notices: list[ChangeNotice] = field(default_factory=list)
     # Valid events per user in the batch (stored or replayed): the planner's event counts.
     per_user: dict[UserKey, int] = field(default_factory=dict)
+    # Per user, the stream positions of the batch's events whose stored copy is theirs (so
+    # a replay can tell what it counted already), and the user's newest event time.
+    positions: dict[UserKey, list[int]] = field(default_factory=dict)
+    newest: dict[UserKey, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +82,9 @@ class MemoryKeeper:
         self._clock = clock
         self._last_version = 0
         self._last_position = 0
-        # Users touched since the last maintenance pass, and each tenant's event-time watermark.
-        self._dirty: dict[UserKey, None] = {}
+        # Users touched since the last maintenance pass, each with (partition, stream position)
+        # of its first event since; and each tenant's event-time watermark.
+        self._dirty: dict[UserKey, tuple[int, int]] = {}
         # Users whose fold waits at this stream position for an item not in the catalogue yet.
         self._held: dict[UserKey, int] = {}
         # Of those, the ones whose tenant got items since: worth folding on.
@@ -182,8 +143,14 @@ class MemoryKeeper:
             }
             changed = self._fold(waiting, plan_id)
             notices += self._notices(changed)
-        self._dirty.update(dict.fromkeys((n.tenant, n.user_id) for n in notices))
+            for key in changed:  # touched at the event it waited at
+                self._touch(key, waiting[key][0].partition, waiting[key][0].offset)
         return MaintainResult(len(keys), len(notices), notices, Counter())
+
+    def _touch(self, key: UserKey, partition: int, position: int) -> None:
+        """Mark a user for the next maintenance round (keeping the first touch's position)."""
+        if key not in self._dirty:
+            self._dirty[key] = (partition, position)
 
     def _fold(
         self, by_user: dict[UserKey, list[EventRecord]], plan_id: str | None, since: float = 0.0
@@ -262,16 +229,23 @@ class MemoryKeeper:
             return IngestResult(written.inserted, 0)
         # A user whose fold waits for an item folds these later, from the event tier.
         folding: dict[UserKey, list[EventRecord]] = {}
+        positions: dict[UserKey, list[int]] = {}
+        newest: dict[UserKey, float] = {}
         for record in self._first_copies(positioned, written.inserted):
             key = (record.event.tenant, record.event.user_id)
+            positions.setdefault(key, []).append(record.offset)
+            newest[key] = max(newest.get(key, record.event.ts), record.event.ts)
             if key not in self._held:
                 folding.setdefault(key, []).append(record)
         changed = self._fold(folding, plan_id, started)
         stored = time.time()
         for partition in {r.partition for r in positioned if r.partition >= 0}:
             self._stored_through[partition] = stored
-        self._dirty.update(dict.fromkeys(counts))
-        return IngestResult(written.inserted, len(changed), self._notices(counts), dict(counts))
+        for r in positioned:
+            self._touch((r.event.tenant, r.event.user_id), r.partition, r.offset)
+        return IngestResult(
+            written.inserted, len(changed), self._notices(counts), dict(counts), positions, newest
+        )
 
     def settled_marks(self) -> dict[int, float]:
         """Per partition, a stored-at time up to which every event's user is folded and taken.
@@ -301,16 +275,31 @@ class MemoryKeeper:
                         self.watermarks[r.event.tenant] = ts
             again = {k: [r for r in stored.get(k, []) if r.offset >= found[k]] for k in part}
             notices += self._notices(self._fold(again, plan_id))
-        self._dirty.update(dict.fromkeys(keys))
+            for key in part:
+                first = min(again[key], key=lambda r: r.offset, default=None)
+                if first is not None:
+                    self._touch(key, first.partition, first.offset)
+                else:
+                    self._touch(key, -1, found[key])
         return MaintainResult(len(keys), len(notices), notices, Counter())
 
     @property
     def pending_users(self) -> int:
         return len(self._dirty)
 
-    def take_dirty(self, max_users: int | None = None) -> list[UserKey]:
-        """The users touched since they were last taken (oldest first), now no longer pending."""
-        keys = list(self._dirty)[: max_users if max_users is not None else None]
+    def take_dirty(
+        self, max_users: int | None = None, partition: int | None = None, before: int | None = None
+    ) -> list[UserKey]:
+        """The users touched since they were last taken (oldest first), now no longer pending.
+
+        ``partition`` and ``before``: only users of that partition first touched since
+        by an event at a stream position below ``before`` (an event-time round's users).
+        """
+        keys = [
+            key
+            for key, (p, position) in self._dirty.items()
+            if (partition is None or p == partition) and (before is None or position < before)
+        ][: max_users if max_users is not None else None]
         for key in keys:
             del self._dirty[key]
         return keys
@@ -329,19 +318,23 @@ class MemoryKeeper:
         return self.run_for(self.take_dirty(max_users), None, plan_id)
 
     def run_planned(
-        self, requests: Sequence[tuple[UserKey, Sequence[PlannedStep]]]
+        self, requests: Sequence[tuple[UserKey, Sequence[PlannedStep]]], at: float | None = None
     ) -> MaintainResult:
-        """Run the maintenance steps plans chose, per user (one bulk read and write per slice)."""
+        """Run the maintenance steps plans chose, per user (one bulk read and write per slice).
+
+        ``at``: the event time they run at (an event-time round's); else each tenant's watermark.
+        """
         steps: dict[UserKey, list[PlannedStep]] = {}
         for key, chosen in requests:
             steps.setdefault(key, []).extend(chosen)
-        return self.run_for(list(steps), steps, None)
+        return self.run_for(list(steps), steps, None, at)
 
     def run_for(
         self,
         keys: list[UserKey],
         steps: dict[UserKey, list[PlannedStep]] | None,
         plan_id: str | None,
+        at: float | None = None,
     ) -> MaintainResult:
         """Maintain ``keys``: everything (``steps`` None, the fixed pass) or the planned steps."""
         notices: list[ChangeNotice] = []
@@ -353,9 +346,9 @@ class MemoryKeeper:
             snapshots = self.store.read_snapshots(part, ALL_EVENTS)
             if isinstance(self.embed, CachedEmbedder):
                 probe, noted = self.embed.dry_run()
-                self._maintained(snapshots, probe, plan_id, steps)
+                self._maintained(snapshots, probe, plan_id, steps, at)
                 self.embed(noted)
-            deltas = self._maintained(snapshots, self.embed, plan_id, steps)
+            deltas = self._maintained(snapshots, self.embed, plan_id, steps, at)
             self.store.write_deltas(deltas, plan_id)
             changed_users += len(deltas)
             for key in part:
@@ -371,11 +364,12 @@ class MemoryKeeper:
         embed: Embedder,
         plan_id: str | None,
         steps: dict[UserKey, list[PlannedStep]] | None,
+        at: float | None,
     ) -> list[UserDelta]:
         """Each user's maintenance delta; only the non-empty ones."""
         deltas: list[UserDelta] = []
         for (tenant, user_id), snap in snapshots.items():
-            now = self.now_for(tenant, snap)
+            now = self.now_for(tenant, snap) if at is None else at
             if steps is None:
                 delta = maintain(snap, now, self.params, embed, self.narrate, plan_id)
             else:

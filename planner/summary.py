@@ -51,10 +51,19 @@ class OperationClock:
 
     events_total: int = 0
     runs: Mapping[Operation, LastRun] = field(default_factory=dict, hash=False)
+    # The stream position of the last event counted: a replayed event is not counted again.
+    through: int = -1
 
     def observed(self, n_events: int) -> OperationClock:
         """The clock after ``n_events`` more events arrived."""
         return replace(self, events_total=self.events_total + n_events)
+
+    def observed_at(self, positions: Sequence[int]) -> OperationClock:
+        """The clock after the events at ``positions`` (stream order): only new ones count."""
+        new = [p for p in positions if p > self.through]
+        if not new:
+            return self
+        return replace(self, events_total=self.events_total + len(new), through=max(new))
 
     def ran(self, op: Operation, ts: float) -> OperationClock:
         """The clock after ``op`` ran at ``ts``."""

@@ -36,6 +36,7 @@ from streams.writer import (
     MaintainOutcome,
     MemoryWriter,
     Notice,
+    RoundsConfig,
 )
 
 __all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
@@ -115,7 +116,12 @@ class IngestWorker:
             genres=settings.extractor_genres,
             cache_dir=settings.llm_cache_dir,
         )
-        self.writer = MemoryWriter(settings.lancedb_uri, limits, llm, CodebookParams.of(settings))
+        rounds = None
+        if settings.policy != "llm":  # decisions are pure and quick: rounds on event time
+            rounds = RoundsConfig(settings.policy, settings.maintain_every_s, settings.partitions)
+        self.writer = MemoryWriter(
+            settings.lancedb_uri, limits, llm, CodebookParams.of(settings), rounds
+        )
         self._commits_since_compact = 0
         self.stopping = False
         self.app = faust_app(settings)
@@ -125,7 +131,8 @@ class IngestWorker:
         self._changes = self.raw_topic(settings.topic_changes)
         self.app.timer(settings.compact_every_s)(self._compact_on_timer)
         self.planner = PlannerLoop(self)
-        self.app.timer(settings.maintain_every_s)(self._plan_on_timer)
+        every = settings.maintain_every_s if rounds is None else settings.round_idle_s / 2
+        self.app.timer(every)(self._plan_on_timer)
         if settings.ingest_engine == "faust-agent":
             from streams.agent_engine import install_agent_engine
 
@@ -177,6 +184,7 @@ class IngestWorker:
         self.metrics.batch_write_seconds.observe(outcome.write_seconds)
         await self._dead_letters(self._dlq, outcome.dead)
         await self.publish_notices(outcome.notices)
+        await self.planner.publish_rounds(outcome.rounds)
         self.metrics.users_changed.labels("absorb").inc(outcome.changed_users)
         self.metrics.consumed.inc(outcome.consumed)
         self.metrics.batch_size.observe(outcome.consumed)

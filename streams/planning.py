@@ -25,8 +25,9 @@ from planner.plan import AfterEvents, At, Now, Plan
 from planner.policies import MAINTAIN_OPS, FixedIntervalPolicy, Policy, RulesPolicy
 from planner.summary import UserSummary
 from streams.plan_scheduler import PlanScheduler, ScheduledOp, partition_for
-from streams.planning_child import Deferred, Request
+from streams.planning_child import Deferred, Request, request_for
 from streams.settings import Settings
+from streams.writer import Notice, RoundOutcome
 
 if TYPE_CHECKING:
     from streams.app import IngestWorker as Worker
@@ -71,15 +72,23 @@ def build_policy(settings: Settings) -> Policy:
     )
 
 
-def _by(plan: Plan) -> str:
-    """Who decided: the policy, its model, and why another policy stood in, if one did."""
-    by = plan.policy if plan.model is None else f"{plan.policy}/{plan.model}"
-    return by if plan.fallback is None else f"{by} (fallback: {plan.fallback})"
-
-
 def _plan_message(plan: Plan, decided_at: float) -> tuple[bytes, bytes]:
     body = {"type": "plan", "decided_at": decided_at, **plan.model_dump(mode="json")}
     return plan.plan_id.encode(), json.dumps(body, separators=(",", ":")).encode()
+
+
+def _outcomes(
+    requests: Sequence[Request], notices: Sequence[Notice]
+) -> list[tuple[bytes, bytes, None]]:
+    """One outcome message per operation run: did its user's memory change."""
+    changed = {(t, u) for t, u, _ in notices}
+    return [
+        (plan_id.encode(), json.dumps({
+            "type": "outcome", "plan_id": plan_id, "tenant": t, "user_id": u, "op": op,
+            "changed": (t, u) in changed, "ran_at": time.time(),
+        }).encode(), None)
+        for t, u, op, _, plan_id, _ in requests
+    ]  # fmt: skip
 
 
 class PlannerLoop:
@@ -111,9 +120,17 @@ class PlannerLoop:
         return self._policy
 
     async def tick(self) -> None:
-        """One round: decide for the touched users, run what is due, schedule the rest."""
+        """One round: decide for the touched users, run what is due, schedule the rest.
+
+        With event-time rounds (fixed, rules) the writer runs the rounds as events
+        cross them; here only quiet partitions have their open round closed.
+        """
         self._loop = asyncio.get_running_loop()
         writer = self.worker.writer
+        if self.settings.policy != "llm":
+            idle = await asyncio.wrap_future(writer.close_idle(self.settings.round_idle_s))
+            await self.publish_rounds(idle)
+            return
         round_ = await asyncio.wrap_future(writer.plan_round())
         if round_.notices:
             await self.worker.publish_notices(round_.notices)
@@ -143,13 +160,11 @@ class PlannerLoop:
                 metrics.planned_ops.labels(op.op.value, op.when.kind).inc()
                 if op.op not in MAINTAIN_OPS:
                     continue  # absorb ran with the batch; nothing to do later
-                why = f"plan {plan.plan_id} by {_by(plan)}: {op.reason}"
-                request: Request = (op.tenant, op.user_id, op.op.value, dict(op.args),
-                                    plan.plan_id, why)  # fmt: skip
+                request = request_for(plan, op)
                 when = op.when
                 partition = partition_for(op.user_id.encode(), self.settings.partitions)
                 later = ScheduledOp(op.tenant, op.user_id, op.op.value, plan.plan_id,
-                                    dict(op.args), why)  # fmt: skip
+                                    dict(op.args), request[5])  # fmt: skip
                 if isinstance(when, Now):
                     now_requests.append(request)
                     scheduled = self.scheduler.job_ids() if scheduled is None else scheduled
@@ -163,6 +178,22 @@ class PlannerLoop:
                     log.warning("not scheduling %s: partition %d moved", op.user_id, partition)
         metrics.scheduled_ops.set(self.scheduler.pending())
         return now_requests, deferred
+
+    async def publish_rounds(self, rounds: Sequence[RoundOutcome]) -> None:
+        """Publish the plans and outcomes of rounds the writer ran, and count them."""
+        metrics = self.worker.metrics
+        for r in rounds:
+            for plan in r.plans:
+                metrics.plans.labels(plan.policy).inc()
+                for op in plan.ops:
+                    metrics.planned_ops.labels(op.op.value, op.when.kind).inc()
+            decided_at = time.time()
+            await self.worker.send_all(
+                self._plans_topic, [(*_plan_message(p, decided_at), None) for p in r.plans]
+            )
+            await self.worker.publish_notices(r.maintained.notices)
+            await self.worker.send_all(self._plans_topic, _outcomes(r.ran, r.maintained.notices))
+            self.worker.record_maintenance(r.maintained)
 
     def _count_llm(self, policy: Policy) -> None:
         """Move the LLM policy's running totals into the metrics."""
@@ -193,15 +224,7 @@ class PlannerLoop:
             return
         outcome = await asyncio.wrap_future(self.worker.writer.run_planned(requests, deferred))
         await self.worker.publish_notices(outcome.notices)
-        changed = {(t, u) for t, u, _ in outcome.notices}
-        results = [
-            (plan_id.encode(), json.dumps({
-                "type": "outcome", "plan_id": plan_id, "tenant": t, "user_id": u, "op": op,
-                "changed": (t, u) in changed, "ran_at": time.time(),
-            }).encode(), None)
-            for t, u, op, _, plan_id, _ in requests
-        ]  # fmt: skip
-        await self.worker.send_all(self._plans_topic, results)
+        await self.worker.send_all(self._plans_topic, _outcomes(requests, outcome.notices))
         self.worker.record_maintenance(outcome)
 
     def _fired(self, op: ScheduledOp) -> None:

@@ -24,12 +24,12 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from memory_store.keeper import MaintainResult, MemoryKeeper
+from memory_store.keeper import IngestResult, MaintainResult, MemoryKeeper
 from memory_store.lifecycle import PlannedStep
 from memory_store.planner_state import PlannerStateStore
 from memory_store.store import UserKey
 from memory_store.tiers import Operation
-from planner.plan import PlannedOp, params_for
+from planner.plan import Plan, PlannedOp, params_for
 from planner.policies import ABSORB_OPS
 from planner.summary import LastRun, OperationClock, UserSummary, summarize
 
@@ -38,9 +38,11 @@ __all__ = [
     "PlanRound",
     "PlanningState",
     "Request",
+    "Timed",
     "Waiting",
     "decode_state",
     "encode_state",
+    "request_for",
 ]
 
 Request = tuple[str, str, str, dict[str, float], str, str]
@@ -48,6 +50,9 @@ Request = tuple[str, str, str, dict[str, float], str, str]
 
 Waiting = list[tuple[int, Request]]
 """One user's deferred operations: (events_total at which it is due, request)."""
+
+Timed = list[tuple[float, Request]]
+"""One user's operations planned for an event time (event-time rounds): (time, request)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,24 +73,40 @@ class PlanRound:
     notices: list[tuple[str, str, int]] = field(default_factory=list)
 
 
-def encode_state(clock: OperationClock, waiting: Waiting) -> str:
+def encode_state(clock: OperationClock, waiting: Waiting, timed: Timed | None = None) -> str:
     """One user's clock and deferrals as the JSON document the state store keeps."""
     runs = {op.value: [run.ts, run.events_total] for op, run in clock.runs.items()}
-    return json.dumps(
-        {"events_total": clock.events_total, "runs": runs, "waiting": waiting},
-        separators=(",", ":"),
-    )
+    body = {"events_total": clock.events_total, "runs": runs, "waiting": waiting,
+            "through": clock.through, "timed": timed or []}  # fmt: skip
+    return json.dumps(body, separators=(",", ":"))
 
 
-def decode_state(document: str) -> tuple[OperationClock, Waiting]:
+def _request(raw: list[object]) -> Request:
+    t, u, op, args, plan_id, why = raw
+    assert isinstance(args, dict)
+    return (str(t), str(u), str(op), {k: float(v) for k, v in args.items()}, str(plan_id), str(why))
+
+
+def decode_state(document: str) -> tuple[OperationClock, Waiting, Timed]:
     """The inverse of ``encode_state``."""
     raw = json.loads(document)
     runs = {Operation(op): LastRun(float(ts), int(n)) for op, (ts, n) in raw["runs"].items()}
-    waiting: Waiting = [
-        (int(at), (t, u, op, {k: float(v) for k, v in args.items()}, plan_id, why))
-        for at, (t, u, op, args, plan_id, why) in raw["waiting"]
-    ]
-    return OperationClock(int(raw["events_total"]), runs), waiting
+    waiting: Waiting = [(int(at), _request(r)) for at, r in raw["waiting"]]
+    timed: Timed = [(float(at), _request(r)) for at, r in raw.get("timed", [])]
+    clock = OperationClock(int(raw["events_total"]), runs, int(raw.get("through", -1)))
+    return clock, waiting, timed
+
+
+def _by(plan: Plan) -> str:
+    """Who decided: the policy, its model, and why another policy stood in, if one did."""
+    by = plan.policy if plan.model is None else f"{plan.policy}/{plan.model}"
+    return by if plan.fallback is None else f"{by} (fallback: {plan.fallback})"
+
+
+def request_for(plan: Plan, op: PlannedOp) -> Request:
+    """The request that runs ``op`` of ``plan``, saying why (for the change log)."""
+    why = f"plan {plan.plan_id} by {_by(plan)}: {op.reason}"
+    return (op.tenant, op.user_id, op.op.value, dict(op.args), plan.plan_id, why)
 
 
 _MARKS = ""  # the reserved tenant of the settled marks: an event's tenant is never empty
@@ -106,6 +127,7 @@ class PlanningState:
         self._recovered: set[int] = set()
         self._clocks: dict[UserKey, OperationClock] = {}
         self._waiting: dict[UserKey, Waiting] = {}
+        self._timed: dict[UserKey, Timed] = {}
         self._changed: set[UserKey] = set()
 
     def clock(self, key: UserKey) -> OperationClock:
@@ -121,23 +143,36 @@ class PlanningState:
             return
         saved = self._store.load(unseen)
         for key in unseen:
-            clock, waiting = decode_state(saved[key]) if key in saved else (OperationClock(), [])
+            clock, waiting, timed = (
+                decode_state(saved[key]) if key in saved else (OperationClock(), [], [])
+            )
             self._clocks[key] = clock
             if waiting:
                 self._waiting[key] = waiting
+            if timed:
+                self._timed[key] = timed
 
     def _set(self, key: UserKey, clock: OperationClock) -> None:
         self._clocks[key] = clock
         self._changed.add(key)
 
-    def observe(self, keeper: MemoryKeeper, per_user: dict[UserKey, int]) -> None:
-        """Count a batch's events; absorb ran on them already (extraction to weakening)."""
-        self._load(per_user)
-        for key, n in per_user.items():
-            clock = self._clocks[key].observed(n)
-            now = keeper.watermarks.get(key[0], 0.0)
+    def observe(self, keeper: MemoryKeeper, result: IngestResult) -> None:
+        """Count a batch's new events; absorb ran on them already (extraction to weakening).
+
+        Counted by stream position, so a replayed event is not counted twice; the
+        absorb operations are marked as run at the user's newest event.
+        """
+        self._observe(result.positions, result.newest)
+
+    def _observe(self, positions: dict[UserKey, list[int]], newest: dict[UserKey, float]) -> None:
+        self._load(positions)
+        for key, seen in positions.items():
+            before = self._clocks[key]
+            clock = before.observed_at(seen)
+            if clock is before:
+                continue
             for op in ABSORB_OPS:
-                clock = clock.ran(op, now)
+                clock = clock.ran(op, newest[key])
             self._set(key, clock)
 
     def plan_round(self, keeper: MemoryKeeper, max_users: int | None) -> PlanRound:
@@ -147,9 +182,41 @@ class PlanningState:
         """
         late = keeper.resolve_late_items()
         notices = [(n.tenant, n.user_id, n.version) for n in late.notices]
+        due = self.due_after_events()
+        keys = keeper.take_dirty(max_users)
+        if self._round_marks:  # the last round's users are maintained: its marks hold now
+            moved = {p: m for p, m in self._round_marks.items() if self._saved_marks.get(p) != m}
+            self._store.save({_mark_key(p): json.dumps(m) for p, m in moved.items()})
+            self._saved_marks.update(moved)
+        self._round_marks = keeper.settled_marks() if keeper.pending_users == 0 else None
+        summaries = self.summaries(keeper, keys)
+        self.save()
+        return PlanRound(summaries, due, notices)
+
+    def summaries(
+        self, keeper: MemoryKeeper, keys: Sequence[UserKey], at: float | None = None
+    ) -> list[UserSummary]:
+        """The policy's view of ``keys`` at event time ``at`` (else each tenant's watermark)."""
+        if not keys:
+            return []
+        self._load(keys)
+        snapshots = keeper.store.read_snapshots(list(keys), keeper.params.max_events_per_user * 2)
+        return [
+            summarize(
+                snapshots[key],
+                self.clock(key),
+                keeper.now_for(key[0], snapshots[key]) if at is None else at,
+                keeper.params,
+            )
+            for key in keys
+        ]
+
+    def due_after_events(self, keys: Iterable[UserKey] | None = None) -> list[Request]:
+        """Deferred operations whose user's event count came due (of ``keys``, or all)."""
         due: list[Request] = []
-        for key, waiting in list(self._waiting.items()):
+        for key in list(self._waiting) if keys is None else [k for k in keys if k in self._waiting]:
             total = self.clock(key).events_total
+            waiting = self._waiting[key]
             ready = [r for at, r in waiting if total >= at]
             if not ready:
                 continue
@@ -160,40 +227,82 @@ class PlanningState:
             else:
                 del self._waiting[key]
             self._changed.add(key)
-        keys = keeper.take_dirty(max_users)
-        if self._round_marks:  # the last round's users are maintained: its marks hold now
-            moved = {p: m for p, m in self._round_marks.items() if self._saved_marks.get(p) != m}
-            self._store.save({_mark_key(p): json.dumps(m) for p, m in moved.items()})
-            self._saved_marks.update(moved)
-        self._round_marks = keeper.settled_marks() if keeper.pending_users == 0 else None
-        self._load(keys)
-        summaries = []
-        if keys:
-            snapshots = keeper.store.read_snapshots(keys, keeper.params.max_events_per_user * 2)
-            summaries = [
-                summarize(
-                    snapshots[key],
-                    self.clock(key),
-                    keeper.now_for(key[0], snapshots[key]),
-                    keeper.params,
-                )
-                for key in keys
-            ]
-        self.save()
-        return PlanRound(summaries, due, notices)
+        return due
 
-    def recover(self, keeper: MemoryKeeper, partitions: Iterable[int]) -> MaintainResult:
-        """Users of newly owned partitions with events stored after the saved settled mark:
-        folded on from the event tier and touched, so the next round maintains them."""
+    def due_at(self, now: float, keys: Iterable[UserKey] | None = None) -> list[Request]:
+        """Operations planned for an event time at or before ``now`` (of ``keys``, or all)."""
+        due: list[Request] = []
+        for key in list(self._timed) if keys is None else [k for k in keys if k in self._timed]:
+            timed = self._timed[key]
+            due += [r for at, r in timed if at <= now]
+            left = [(at, r) for at, r in timed if at > now]
+            if len(left) == len(timed):
+                continue
+            if left:
+                self._timed[key] = left
+            else:
+                del self._timed[key]
+            self._changed.add(key)
+        return due
+
+    def plan_at(self, key: UserKey, at: float, request: Request) -> None:
+        """Hold ``request`` until an event-time round at or after ``at`` (replacing an older
+        plan's of the same operation)."""
+        self._load([key])
+        timed = [(t, r) for t, r in self._timed.get(key, []) if r[2] != request[2]]
+        self._timed[key] = [*timed, (at, request)]
+        self._changed.add(key)
+
+    def waiting_users(self) -> set[UserKey]:
+        """Users with deferred or timed operations."""
+        return set(self._waiting) | set(self._timed)
+
+    def fresh(self, partitions: Iterable[int]) -> list[int]:
+        """Of ``partitions``, those not recovered yet (each is recovered once per start)."""
         fresh = sorted(set(partitions) - self._recovered)
         self._recovered.update(fresh)
-        saved = self._store.load([_mark_key(p) for p in fresh])
+        return fresh
+
+    def documents(self, keys: Sequence[UserKey]) -> dict[UserKey, str]:
+        """Saved documents of the reserved tenant (marks, round states)."""
+        if any(key[0] != _MARKS for key in keys):
+            raise ValueError("only the reserved tenant's documents are read this way")
+        return self._store.load(list(keys))
+
+    def recover(
+        self,
+        keeper: MemoryKeeper,
+        partitions: Iterable[int],
+        marks: dict[int, float] | None = None,
+    ) -> MaintainResult:
+        """Users of newly owned partitions with events stored after the saved settled mark:
+        folded on from the event tier, counted on their clocks, and touched, so the next
+        round maintains them. ``marks``: given by the caller (event-time rounds save
+        their own), else the wall-clock rounds' saved marks."""
+        if marks is None:
+            fresh = self.fresh(partitions)
+            saved = self._store.load([_mark_key(p) for p in fresh])
+            marks = {
+                p: float(json.loads(saved[_mark_key(p)])) if _mark_key(p) in saved else 0.0
+                for p in fresh
+            }
         found: dict[UserKey, int] = {}
-        for p in fresh:
-            mark = float(json.loads(saved[_mark_key(p)])) if _mark_key(p) in saved else 0.0
+        for p, mark in marks.items():
             for key, offset in keeper.store.users_ingested_after(p, mark).items():
                 found[key] = min(offset, found.get(key, offset))
-        return keeper.recover(found)
+        result = keeper.recover(found)
+        self._count_recovered(keeper, found)
+        return result
+
+    def _count_recovered(self, keeper: MemoryKeeper, found: dict[UserKey, int]) -> None:
+        """Count, on their clocks, recovered users' events stored after the last saved count."""
+        keys = sorted(found)
+        for start in range(0, len(keys), 500):
+            stored = keeper.store.read_event_records(keys[start : start + 500])
+            positions = {k: [r.offset for r in recs] for k, recs in stored.items() if recs}
+            newest = {k: max(r.event.ts for r in recs) for k, recs in stored.items() if recs}
+            self._observe(positions, newest)
+        self.save()
 
     def defer(self, deferred: Sequence[Deferred]) -> None:
         """Hold operations until their users have ``n`` more events.
@@ -210,7 +319,16 @@ class PlanningState:
             self._changed.add(key)
 
     def _drop_waiting(self, key: UserKey, ops: set[str]) -> None:
-        """Forget the user's deferred runs of ``ops`` (superseded, or just run)."""
+        """Forget the user's deferred and timed runs of ``ops`` (superseded, or just run)."""
+        timed = self._timed.get(key)
+        if timed:
+            kept = [(at, r) for at, r in timed if r[2] not in ops]
+            if len(kept) < len(timed):
+                self._changed.add(key)
+                if kept:
+                    self._timed[key] = kept
+                else:
+                    del self._timed[key]
         waiting = self._waiting.get(key)
         if not waiting:
             return
@@ -223,34 +341,46 @@ class PlanningState:
             del self._waiting[key]
         self._changed.add(key)
 
-    def run_requests(self, keeper: MemoryKeeper, requests: Sequence[Request]) -> MaintainResult:
+    def run_requests(
+        self,
+        keeper: MemoryKeeper,
+        requests: Sequence[Request],
+        at: float | None = None,
+        extra: dict[UserKey, str] | None = None,
+    ) -> MaintainResult:
         """Run the planned maintenance operations and mark them on their users' clocks.
 
         An operation that runs also settles any deferred run of it for that user.
+        ``at``: the event time they run at (else each tenant's watermark); ``extra``:
+        documents saved in the same write as the clocks (an event-time round's state).
         """
         by_user: dict[UserKey, list[PlannedStep]] = {}
         for tenant, user_id, op_name, args, plan_id, why in requests:
             planned = PlannedOp(op=Operation(op_name), tenant=tenant, user_id=user_id, args=args)
             step = PlannedStep(planned.op, params_for(planned, keeper.params), plan_id, why)
             by_user.setdefault((tenant, user_id), []).append(step)
-        result = keeper.run_planned(list(by_user.items()))
+        result = keeper.run_planned(list(by_user.items()), at)
         self._load(by_user)
         for key, steps in by_user.items():
             clock = self.clock(key)
-            now = keeper.watermarks.get(key[0], 0.0)
+            now = keeper.watermarks.get(key[0], 0.0) if at is None else at
             for step in steps:
                 clock = clock.ran(step.op, now)
             self._set(key, clock)
             self._drop_waiting(key, {step.op.value for step in steps})
-        self.save()
+        self.save(extra)
         return result
 
-    def save(self) -> None:
-        """Write the users whose clock or deferrals changed since the last save."""
-        if not self._changed:
+    def save(self, extra: dict[UserKey, str] | None = None) -> None:
+        """Write the users whose clock or deferrals changed since the last save (and
+        ``extra`` documents, such as an event-time round's state, in the same write)."""
+        if not self._changed and not extra:
             return
         changed = sorted(self._changed)
-        self._store.save({k: encode_state(self.clock(k), self.waiting(k)) for k in changed})
+        docs = {
+            k: encode_state(self.clock(k), self.waiting(k), self._timed.get(k)) for k in changed
+        }
+        self._store.save({**docs, **(extra or {})})
         self._changed.clear()
 
     def compact(self) -> None:

@@ -62,7 +62,12 @@ class Settings(BaseSettings):
     topic_changes: str = "memory.changes"
     # The planner's round: every maintain_every_s the users touched since the last round
     # are summarised and the policy decides their consolidation, forgetting, resynthesis.
+    # With the fixed and rules policies the rounds follow event time: each partition's round
+    # closes when its events cross into the next maintain_every_s of event time (so the same
+    # stream gives the same memory), or once it has been quiet for round_idle_s (wall clock).
+    # The llm policy's rounds are on the wall clock.
     maintain_every_s: float = Field(default=30.0, gt=0)
+    round_idle_s: float = Field(default=30.0, gt=0)
     # Who decides: "fixed" (all three for every touched user each round: the baseline),
     # "rules" or "llm" (only what the summary calls for, now, after N events or at a time).
     # Every policy's plans go to topic_plans; later operations to the scheduler's job store.

@@ -22,15 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from memory_store.cached_embedder import CachedEmbedder
 from memory_store.catalogue import open_catalogue
 from memory_store.embedding import MiniLMEmbedder
-from memory_store.keeper import CachedEmbedder, MaintainResult, MemoryKeeper
+from memory_store.keeper import IngestResult, MaintainResult, MemoryKeeper
 from memory_store.operations import Narrator
 from memory_store.planner_state import open_planner_state
-from memory_store.store import UserKey, open_store
+from memory_store.store import open_store
+from planner.plan import Plan
+from planner.policies import FixedIntervalPolicy, Policy, RulesPolicy
 from streams.batch import Consumed, DeadLetter, split_batch, split_items
 from streams.codebook_child import CodebookParams, IndexOutcome, UpkeepOutcome, WorkerCodebook
 from streams.contract import Limits
+from streams.event_rounds import EventRounds, RoundResult
 from streams.planning_child import Deferred, PlanningState, PlanRound, Request
 
 __all__ = [
@@ -39,6 +43,8 @@ __all__ = [
     "LLMConfig",
     "MaintainOutcome",
     "MemoryWriter",
+    "RoundOutcome",
+    "RoundsConfig",
     "decode_and_write",
 ]
 
@@ -47,33 +53,6 @@ _codebook: WorkerCodebook | None = None
 
 Notice = tuple[str, str, int]
 """(tenant, user_id, version) of a memory change, as a plain tuple for the process hop."""
-
-
-@dataclass(frozen=True, slots=True)
-class BatchOutcome:
-    """What happened to one batch: small enough to send back between processes."""
-
-    consumed: int
-    valid: int
-    inserted: int
-    write_seconds: float
-    dead: list[DeadLetter] = field(default_factory=list)
-    positions: dict[int, int] = field(default_factory=dict)
-    changed_users: int = 0
-    notices: list[Notice] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class ItemsOutcome:
-    """What happened to one batch of catalogue messages."""
-
-    stored: int
-    dead: list[DeadLetter] = field(default_factory=list)
-    # Items without genres in this batch: "tagged" by the LLM extractor, or "untagged".
-    tagging: dict[str, int] = field(default_factory=dict)
-    codebook: IndexOutcome = field(default_factory=IndexOutcome)
-    # Users whose fold waited for one of these items, folded on at once: their notices.
-    notices: list[Notice] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,29 +70,106 @@ class MaintainOutcome:
     ops: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class RoundOutcome:
+    """An event-time planner round the writer ran: the plans, what ran, and its pass."""
+
+    plans: list[Plan]
+    ran: list[Request]
+    maintained: MaintainOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class RoundsConfig:
+    """Event-time rounds in the writer (fixed and rules policies; see streams.event_rounds)."""
+
+    policy: str
+    every_s: float
+    partitions: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What happened to one batch: small enough to send back between processes."""
+
+    consumed: int
+    valid: int
+    inserted: int
+    write_seconds: float
+    dead: list[DeadLetter] = field(default_factory=list)
+    positions: dict[int, int] = field(default_factory=dict)
+    changed_users: int = 0
+    notices: list[Notice] = field(default_factory=list)
+    rounds: list[RoundOutcome] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemsOutcome:
+    """What happened to one batch of catalogue messages."""
+
+    stored: int
+    dead: list[DeadLetter] = field(default_factory=list)
+    # Items without genres in this batch: "tagged" by the LLM extractor, or "untagged".
+    tagging: dict[str, int] = field(default_factory=dict)
+    codebook: IndexOutcome = field(default_factory=IndexOutcome)
+    # Users whose fold waited for one of these items, folded on at once: their notices.
+    notices: list[Notice] = field(default_factory=list)
+
+
 def decode_and_write(
     keeper: MemoryKeeper,
     messages: Sequence[Consumed],
     now: float,
     limits: Limits,
-    observe: Callable[[MemoryKeeper, dict[UserKey, int]], None] | None = None,
+    observe: Callable[[MemoryKeeper, IngestResult], None] | None = None,
+    rounds: EventRounds | None = None,
 ) -> BatchOutcome:
-    """Validate a batch, store its good events once, absorb them, and report the rest."""
+    """Validate a batch, store its good events once, absorb them, and report the rest.
+
+    With event-time ``rounds``, the planner rounds that fall inside the batch run
+    where they fall (between the events before and after each boundary).
+    """
     split = split_batch(messages, now, limits)
     started = time.perf_counter()
-    result = keeper.ingest(split.records)
-    if observe is not None:
-        observe(keeper, result.per_user)
+    ran: list[RoundResult] = []
+    if rounds is None:
+        results = [keeper.ingest(split.records)]
+        if observe is not None:
+            observe(keeper, results[0])
+    else:
+        results, ran = rounds.ingest(keeper, split.records)
     return BatchOutcome(
         consumed=len(messages),
         valid=len(split.records),
-        inserted=result.inserted,
+        inserted=sum(r.inserted for r in results),
         write_seconds=time.perf_counter() - started,
         dead=split.dead,
         positions=split.positions,
-        changed_users=result.changed_users,
-        notices=[(n.tenant, n.user_id, n.version) for n in result.notices],
+        changed_users=sum(r.changed_users for r in results),
+        notices=[(n.tenant, n.user_id, n.version) for r in results for n in r.notices],
+        rounds=[round_outcome(keeper, r) for r in ran],
     )
+
+
+def round_outcome(keeper: MemoryKeeper, r: RoundResult) -> RoundOutcome:
+    """A round as the worker's main process publishes and counts it."""
+    m = r.result
+    notices = [(n.tenant, n.user_id, n.version) for n in m.notices]
+    narratives = dict(_narrator.outcomes) if _narrator is not None else {}
+    maintained = MaintainOutcome(m.users, m.changed_users, keeper.pending_users, r.seconds,
+                                 notices, _narrated(narratives), dict(m.ops))  # fmt: skip
+    return RoundOutcome(r.plans, r.ran, maintained)
+
+
+_narrated_before: dict[str, int] = {}
+
+
+def _narrated(now: dict[str, int]) -> dict[str, int]:
+    """Narratives written since the last call, by source."""
+    before = _narrated_before
+    out = {k: v - before.get(k, 0) for k, v in now.items() if v > before.get(k, 0)}
+    _narrated_before.update(now)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +186,7 @@ class LLMConfig:
 
 _narrator: Any = None
 _planning: PlanningState | None = None
+_rounds: EventRounds | None = None
 
 
 def _keeper_for(uri: str, config: LLMConfig, embedder: MiniLMEmbedder) -> MemoryKeeper:
@@ -154,14 +211,22 @@ def _keeper_for(uri: str, config: LLMConfig, embedder: MiniLMEmbedder) -> Memory
     return keeper
 
 
-def _open(uri: str, config: LLMConfig, codebook: CodebookParams | None = None) -> None:
-    global _keeper, _codebook
+def _open(
+    uri: str,
+    config: LLMConfig,
+    codebook: CodebookParams | None = None,
+    rounds: RoundsConfig | None = None,
+) -> None:
+    global _keeper, _codebook, _rounds
     embedder = MiniLMEmbedder()  # one model: the keeper's topics (cached) and item texts
     _keeper = _keeper_for(uri, config, embedder)
     if codebook is not None and codebook.enabled:
         _codebook = WorkerCodebook(uri, _keeper.catalogue, embedder, codebook)
     global _planning
     _planning = PlanningState(open_planner_state(uri))
+    if rounds is not None:
+        policy: Policy = FixedIntervalPolicy(0.0) if rounds.policy == "fixed" else RulesPolicy()
+        _rounds = EventRounds(_planning, policy, rounds.every_s, rounds.partitions)
     # Each batch allocates ~10 objects per event and keeps none: collect young
     # objects less often, and never rescan what start-up loaded (~15% per event).
     gc.freeze()
@@ -194,7 +259,7 @@ def _ready() -> MemoryKeeper:
 
 def _write(rows: list[tuple[Any, ...]], limits: Limits) -> BatchOutcome:
     messages = list(map(Consumed._make, rows))
-    return decode_and_write(_ready(), messages, time.time(), limits, _planner().observe)
+    return decode_and_write(_ready(), messages, time.time(), limits, _planner().observe, _rounds)
 
 
 def _write_items(rows: list[tuple[Any, ...]], limits: Limits) -> ItemsOutcome:
@@ -223,7 +288,17 @@ def _plan_round(max_users: int | None) -> PlanRound:
 
 
 def _recover(partitions: list[int]) -> MaintainOutcome:
+    if _rounds is not None:
+        rounds = _rounds
+        return _maintained(lambda keeper: rounds.recover(keeper, partitions))
     return _maintained(lambda keeper: _planner().recover(keeper, partitions))
+
+
+def _close_idle(idle_s: float) -> list[RoundOutcome]:
+    if _rounds is None:
+        return []
+    keeper = _ready()
+    return [round_outcome(keeper, r) for r in _rounds.close_idle(keeper, idle_s)]
 
 
 def _run_planned(requests: list[Request], deferred: list[Deferred]) -> MaintainOutcome:
@@ -236,7 +311,6 @@ def _maintained(run: Callable[[MemoryKeeper], MaintainResult]) -> MaintainOutcom
     """Run a maintenance pass and report it with the narratives it wrote."""
     keeper = _ready()
     started = time.perf_counter()
-    before = dict(_narrator.outcomes) if _narrator is not None else {}
     result = run(keeper)
     after = dict(_narrator.outcomes) if _narrator is not None else {}
     return MaintainOutcome(
@@ -245,7 +319,7 @@ def _maintained(run: Callable[[MemoryKeeper], MaintainResult]) -> MaintainOutcom
         pending_users=keeper.pending_users,
         seconds=time.perf_counter() - started,
         notices=[(n.tenant, n.user_id, n.version) for n in result.notices],
-        narratives={k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)},
+        narratives=_narrated(after),
         ops=dict(result.ops),
     )
 
@@ -270,13 +344,14 @@ class MemoryWriter:
         limits: Limits,
         llm: LLMConfig | None = None,
         codebook: CodebookParams | None = None,
+        rounds: RoundsConfig | None = None,
     ) -> None:
         self._limits = limits
         self._pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded process
             initializer=_open,
-            initargs=(lancedb_uri, llm or LLMConfig(), codebook),
+            initargs=(lancedb_uri, llm or LLMConfig(), codebook, rounds),
         )
         # Start the child and load MiniLM now: the pool would otherwise start on the first batch.
         self._pool.submit(_warm_up)
@@ -290,6 +365,10 @@ class MemoryWriter:
 
     def plan_round(self, max_users: int | None = None) -> Future[PlanRound]:
         return self._pool.submit(_plan_round, max_users)
+
+    def close_idle(self, idle_s: float) -> Future[list[RoundOutcome]]:
+        """Close the open event-time round of partitions quiet for ``idle_s`` seconds."""
+        return self._pool.submit(_close_idle, idle_s)
 
     def recover(self, partitions: set[int]) -> Future[MaintainOutcome]:
         """Look again at users of newly owned partitions that a crash left unmaintained."""

@@ -17,6 +17,7 @@ from streams.planning_child import (
     Deferred,
     PlanningState,
     Request,
+    Timed,
     Waiting,
     decode_state,
     encode_state,
@@ -29,8 +30,9 @@ RESYNTH: Request = ("acme", "u1", "resynthesis", {}, "plan-1", "plan plan-1 by r
 
 def ingested(k: MemoryKeeper, state: PlanningState, start: int, n: int) -> None:
     """A batch through the keeper, counted on the planner's clocks as the writer does."""
-    result = k.ingest(records(some_events("acme", "u1", start, n, OLD + start)))
-    state.observe(k, result.per_user)
+    events = some_events("acme", "u1", start, n, OLD + start)
+    result = k.ingest([EventRecord(e, 0, start + i) for i, e in enumerate(events)])
+    state.observe(k, result)
 
 
 @given(
@@ -42,15 +44,22 @@ def ingested(k: MemoryKeeper, state: PlanningState, start: int, n: int) -> None:
     waiting=st.lists(
         st.tuples(st.integers(0, 10**6), st.text(max_size=8), st.floats(0.0, 1.0)), max_size=4
     ),
+    through=st.integers(-1, 10**12),
+    timed_at=st.lists(st.floats(0, 2e9, allow_nan=False), max_size=3),
 )
 def test_a_state_document_decodes_to_what_was_encoded(
-    total: int, runs: dict[Operation, tuple[float, int]], waiting: list[tuple[int, str, float]]
+    total: int,
+    runs: dict[Operation, tuple[float, int]],
+    waiting: list[tuple[int, str, float]],
+    through: int,
+    timed_at: list[float],
 ) -> None:
-    clock = OperationClock(total, {op: LastRun(ts, n) for op, (ts, n) in runs.items()})
+    clock = OperationClock(total, {op: LastRun(ts, n) for op, (ts, n) in runs.items()}, through)
     held: Waiting = [
         (at, ("t", user, "forgetting", {"min_strength": x}, "p", "why")) for at, user, x in waiting
     ]
-    assert decode_state(encode_state(clock, held)) == (clock, held)
+    timed: Timed = [(at, ("t", "u", "consolidation", {}, "p", "later")) for at in timed_at]
+    assert decode_state(encode_state(clock, held, timed)) == (clock, held, timed)
 
 
 def test_clocks_survive_a_restart(tmp_path: Path) -> None:
@@ -168,7 +177,7 @@ def test_a_crash_loses_no_pending_maintenance_and_no_waiting_fold(tmp_path: Path
     items = catalogue("acme")
     k.add_items([v for key, v in items.items() if key != "i3"])
     first = k.ingest(records(some_events("acme", "u1", 0, 3, OLD)))
-    state.observe(k, first.per_user)
+    state.observe(k, first)
     waiting = records(some_events("acme", "u9", 100, 12, OLD))
     k.ingest(waiting)  # u9's 6th event (a skip of i3) names an item not in the catalogue yet
     assert k.held_users == 1

@@ -1,0 +1,216 @@
+"""Planner rounds on event time, inside the writer child: maintenance is a function of the stream.
+
+Each partition's stream is cut into rounds of ``every_s`` event-time seconds
+(aligned to the epoch). When a partition's watermark crosses into a new round,
+the events before the crossing are folded, the users they touched are
+summarised at the round's start time, the policy (fixed or rules: pure and
+fast) decides, and what is due runs at that time, all before any event after
+the crossing is folded. So batch sizes, timing and restarts do not move a
+round or change what it sees. Each round's state (its window and the keeper's
+settled mark) is saved with the users' clocks in one write: a restart recovers
+the users touched after it and never runs a saved round again.
+
+A partition that goes quiet (``idle_s`` wall-clock seconds without events) has
+its open round closed at its users' newest event time, so the end of a replay
+is maintained without waiting for events that may never come. Only a pause
+mid-stream longer than ``idle_s`` makes two runs differ (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from memory_store.keeper import IngestResult, MaintainResult, MemoryKeeper
+from memory_store.rows import EventRecord
+from memory_store.store import UserKey
+from memory_store.tiers import Operation
+from planner.plan import AfterEvents, At, Now, Plan
+from planner.policies import MAINTAIN_OPS, Policy
+from streams.plan_scheduler import partition_for
+from streams.planning_child import Deferred, PlanningState, Request, request_for
+
+__all__ = ["EventRounds", "RoundResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    """One event-time round of one partition: its plans, what ran, what changed."""
+
+    partition: int
+    at: float
+    plans: list[Plan] = field(default_factory=list)
+    ran: list[Request] = field(default_factory=list)
+    result: MaintainResult = field(default_factory=lambda: MaintainResult(0, 0))
+    seconds: float = 0.0
+
+
+def _round_key(partition: int) -> UserKey:
+    return ("", f"round:{partition}")
+
+
+@dataclass(slots=True)
+class _Cut:
+    """A piece of one partition's records, and the round that follows it (if one does)."""
+
+    records: list[EventRecord]
+    window: int | None = None  # the round crossed into after these records
+    before: int = 0  # the stream position of the crossing event
+
+
+class EventRounds:
+    """The writer's event-time rounds: cut batches at round boundaries, run the rounds."""
+
+    def __init__(
+        self, planning: PlanningState, policy: Policy, every_s: float, partitions: int
+    ) -> None:
+        if every_s <= 0:
+            raise ValueError("every_s must be > 0")
+        self.planning = planning
+        self.policy = policy
+        self.every_s = every_s
+        self.partitions = partitions
+        self._window: dict[int, int] = {}  # per partition: the open round's index
+        self._mark: dict[int, float] = {}  # per partition: the last saved settled mark
+        # Per partition: every event below this offset was folded before the last saved
+        # round ran (a redelivery of one is skipped); and one past the highest offset seen.
+        self._since: dict[int, int] = {}
+        self._next: dict[int, int] = {}
+        self._quiet_since: dict[int, float] = {}  # per partition: wall clock of its last event
+
+    def recover(self, keeper: MemoryKeeper, partitions: Sequence[int]) -> MaintainResult:
+        """Load the saved round of newly owned partitions and recover the users after it."""
+        fresh = self.planning.fresh(partitions)
+        docs = self.planning.documents([_round_key(p) for p in fresh])
+        for p in fresh:
+            doc = docs.get(_round_key(p))
+            if doc is not None:
+                state = json.loads(doc)
+                self._window[p], self._mark[p] = int(state["window"]), float(state["mark"])
+                self._since[p] = self._next[p] = int(state["since"])
+        return self.planning.recover(keeper, fresh, {p: self._mark.get(p, 0.0) for p in fresh})
+
+    def _cuts(self, records: Sequence[EventRecord]) -> dict[int, list[_Cut]]:
+        """Each partition's records in offset order, cut where a new round begins."""
+        by_partition: dict[int, list[EventRecord]] = {}
+        for r in records:
+            if r.partition >= 0 and r.offset < self._since.get(r.partition, -1):
+                continue  # folded, and its round run and saved, before a restart
+            by_partition.setdefault(r.partition, []).append(r)
+            if r.partition >= 0:
+                self._next[r.partition] = max(self._next.get(r.partition, 0), r.offset + 1)
+        cuts: dict[int, list[_Cut]] = {}
+        for p, recs in by_partition.items():
+            pieces = [_Cut([])]
+            for r in recs:
+                window = math.floor(r.event.ts / self.every_s)
+                if p >= 0 and p not in self._window:
+                    self._window[p] = window  # the stream's first round: nothing to close
+                    pieces[-1].window, pieces[-1].before = window, -1
+                    pieces.append(_Cut([]))
+                elif p >= 0 and window > self._window[p]:
+                    self._window[p] = window
+                    pieces[-1].window, pieces[-1].before = window, r.offset
+                    pieces.append(_Cut([]))
+                pieces[-1].records.append(r)
+            cuts[p] = pieces
+        return cuts
+
+    def ingest(
+        self, keeper: MemoryKeeper, records: Sequence[EventRecord]
+    ) -> tuple[list[IngestResult], list[RoundResult]]:
+        """Store and fold the records piece by piece, running each round where it falls.
+
+        Partitions are independent (a user lives in one), so the n-th pieces of all
+        partitions are ingested together: one keeper call per round boundary, not
+        per partition.
+        """
+        cuts = self._cuts(records)
+        ingested: list[IngestResult] = []
+        rounds: list[RoundResult] = []
+        for step in range(max((len(c) for c in cuts.values()), default=0)):
+            pieces = {p: c[step] for p, c in cuts.items() if step < len(c)}
+            batch = [r for piece in pieces.values() for r in piece.records]
+            if batch:
+                result = keeper.ingest(batch)
+                self.planning.observe(keeper, result)
+                ingested.append(result)
+            for p, piece in pieces.items():
+                if piece.window is None:
+                    continue
+                if piece.before < 0:  # the first round ever opened: remember where it began
+                    self._save(p)
+                else:
+                    rounds.append(self._round(keeper, p, piece.window * self.every_s, piece.before))
+        now = time.monotonic()
+        for p in cuts:
+            self._quiet_since[p] = now
+        return ingested, rounds
+
+    def close_idle(self, keeper: MemoryKeeper, idle_s: float) -> list[RoundResult]:
+        """Close the open round of partitions quiet for ``idle_s``: maintain who they touched.
+
+        The round runs at the newest event time of those users, so it is the same
+        whenever the quiet is noticed.
+        """
+        now = time.monotonic()
+        closed = []
+        for p, since in sorted(self._quiet_since.items()):
+            if now - since < idle_s or p not in self._window:
+                continue
+            del self._quiet_since[p]
+            closed.append(self._round(keeper, p, None, None))
+        return [c for c in closed if c.result.users or c.ran]
+
+    def _state(self, partition: int, since: int) -> dict[UserKey, str]:
+        """The partition's round state document, as saved with the round's clocks."""
+        self._since[partition] = since
+        state = {"window": self._window[partition], "mark": self._mark.get(partition, 0.0),
+                 "since": since}  # fmt: skip
+        return {_round_key(partition): json.dumps(state)}
+
+    def _save(self, partition: int) -> None:
+        self.planning.save(self._state(partition, self._since.get(partition, -1)))
+
+    def _in_partition(self, keys: set[UserKey], partition: int) -> list[UserKey]:
+        return sorted(k for k in keys if partition_for(k[1].encode(), self.partitions) == partition)
+
+    def _round(
+        self, keeper: MemoryKeeper, partition: int, at: float | None, before: int | None
+    ) -> RoundResult:
+        """Decide for the partition's users touched before ``before``, and run what is due."""
+        started = time.perf_counter()
+        keys = keeper.take_dirty(partition=partition, before=before)
+        if at is None:  # an idle close: at the newest event time of the users it maintains
+            extraction = Operation.EXTRACTION
+            newest = [r.ts for k in keys if (r := self.planning.clock(k).runs.get(extraction))]
+            at = max([self._window[partition] * self.every_s, *newest])
+        plans = self.policy.decide(self.planning.summaries(keeper, keys, at)) if keys else []
+        requests: list[Request] = []
+        for plan in plans:
+            for op in plan.ops:
+                if op.op not in MAINTAIN_OPS:
+                    continue  # absorb ran with the events
+                request, when = request_for(plan, op), op.when
+                if isinstance(when, Now) or (isinstance(when, At) and when.ts <= at):
+                    requests.append(request)
+                elif isinstance(when, AfterEvents):
+                    self.planning.defer([Deferred(request, when.n)])
+                elif isinstance(when, At):
+                    self.planning.plan_at((op.tenant, op.user_id), when.ts, request)
+        waiting = self._in_partition(self.planning.waiting_users(), partition)
+        requests += self.planning.due_after_events(waiting) + self.planning.due_at(at, waiting)
+        self._mark[partition] = keeper.settled_marks().get(
+            partition, self._mark.get(partition, 0.0)
+        )
+        since = self._next.get(partition, 0) if before is None else before
+        state = self._state(partition, since)
+        if requests:
+            result = self.planning.run_requests(keeper, requests, at, state)
+        else:
+            self.planning.save(state)
+            result = MaintainResult(0, 0)
+        return RoundResult(partition, at, plans, requests, result, time.perf_counter() - started)
