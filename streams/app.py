@@ -123,6 +123,10 @@ class IngestWorker:
             settings.lancedb_uri, limits, llm, CodebookParams.of(settings), rounds
         )
         self._commits_since_compact = 0
+        # Per partition, the lag after its last batch: only a caught-up partition is quiet.
+        self.lag: dict[int, int] = {}
+        # Set once the catalogue consumer has stored every item there was (see catalogue_read).
+        self.catalogue_caught_up = asyncio.Event()
         self.stopping = False
         self.app = faust_app(settings)
         self.app.on_before_shutdown.connect(self._on_before_shutdown)
@@ -155,6 +159,20 @@ class IngestWorker:
         recovered = await asyncio.wrap_future(self.writer.recover(partitions))
         await self.publish_notices(recovered.notices)
         self.planner.own(partitions)
+        if recovered.scheduled is not None:
+            self.metrics.scheduled_ops.set(recovered.scheduled)
+
+    async def catalogue_read(self) -> None:
+        """Wait (at most ``catalogue_wait_s``) until the items produced before the start are
+        stored, so a replay's events never wait for an item that was already there: the
+        memory does not depend on which consumer ran first."""
+        if self.settings.ingest_engine != "batch":
+            return  # Faust's items agent gives no caught-up signal
+        try:
+            await asyncio.wait_for(self.catalogue_caught_up.wait(), self.settings.catalogue_wait_s)
+        except TimeoutError:
+            log.warning("the catalogue did not catch up in %.0fs; reading events anyway",
+                        self.settings.catalogue_wait_s)  # fmt: skip
 
     async def send_all(self, topic: Any, messages: list[tuple[Any, bytes, Any]]) -> None:
         """Send (key, value, headers) messages and wait until the broker has them all."""
@@ -211,6 +229,7 @@ class IngestWorker:
             if high is not None:
                 lag = max(high - offset - 1, 0)
                 self.metrics.consumer_lag.labels(topic, str(partition)).set(lag)
+                self.lag[partition] = lag
 
     def die_on_failure(self, done: asyncio.Future[Any]) -> None:
         """Done-callback for in-flight batches: any failure is fatal."""
@@ -288,6 +307,8 @@ class IngestWorker:
         self.metrics.users_changed.labels("maintain").inc(outcome.changed_users)
         self.metrics.maintain_seconds.observe(outcome.seconds)
         self.metrics.maintain_pending.set(outcome.pending_users)
+        if outcome.scheduled is not None:
+            self.metrics.scheduled_ops.set(outcome.scheduled)
         for source, count in outcome.narratives.items():
             self.metrics.narratives.labels(source).inc(count)
         for op, count in outcome.ops.items():

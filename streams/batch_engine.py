@@ -97,9 +97,17 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker.metrics.agent_alive.set(1)
         try:
             await consumer.start()
+            if feed.owns_users:  # items already produced are known before the events naming them
+                await self.worker.catalogue_read()
             while True:
                 batch = await self._next_batch(consumer)
                 if not batch:
+                    if feed.owns_users:
+                        await self._note_caught_up(consumer)
+                    elif await self._read_all(consumer):
+                        if self._in_flight is not None:
+                            await self._in_flight
+                        self.worker.catalogue_caught_up.set()
                     continue
                 previous = self._in_flight
                 if previous is not None and self._before_previous is not None:
@@ -115,6 +123,25 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
             raise
         except BaseException as exc:
             self.worker.die(exc)
+
+    async def _note_caught_up(self, consumer: AIOKafkaConsumer) -> None:
+        """Nothing came: partitions fetched up to their high watermark have no lag (even
+        those that brought no batch since the start, so their open rounds can close)."""
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None and await consumer.position(tp) >= high:
+                self.worker.lag[tp.partition] = 0
+
+    async def _read_all(self, consumer: AIOKafkaConsumer) -> bool:
+        """Whether every assigned partition was fetched up to its high watermark."""
+        assigned = consumer.assignment()
+        if not assigned:
+            return False
+        for tp in assigned:
+            high = consumer.highwater(tp)
+            if high is None or await consumer.position(tp) < high:
+                return False
+        return True
 
     async def _next_batch(self, consumer: AIOKafkaConsumer) -> list[Consumed]:
         """Up to batch_size messages, within batch_seconds, or fewer as soon as the stream idles.

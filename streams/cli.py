@@ -175,6 +175,32 @@ def bench_ingest(
     console.print_json(json.dumps(results))
 
 
+@bench_app.command("reproducible")
+def bench_reproducible(
+    dataset: Annotated[str, typer.Option(help="Bundled dataset to replay.")] = "ml-100k",
+    limit: Annotated[int | None, typer.Option(help="Replay only the first N events.")] = None,
+    maintain_every_s: Annotated[
+        float, typer.Option(help="The planner round, in event-time seconds.")
+    ] = 86_400.0,
+    policy: Annotated[str, typer.Option(help="fixed or rules.")] = "fixed",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Keep the three stores here (temp dir if unset).")
+    ] = None,
+    json_path: Annotated[Path, typer.Option("--json", help="Where to write the results.")] = Path(
+        "bench-results/reproducible.json"
+    ),
+) -> None:
+    """Three worker runs of one replay (two batch sizes, one killed and restarted), compared."""
+    from streams.bench_reproducible import run_reproducible_bench
+
+    results = run_reproducible_bench(
+        console, dataset, limit, maintain_every_s, extra={"policy": policy}, data_dir=data_dir
+    )
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    console.print_json(json.dumps(results))
+
+
 @bench_app.command("read")
 def bench_read(
     users: Annotated[int, typer.Option(help="Synthetic users to build memory for.")] = 100_000,

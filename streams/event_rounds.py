@@ -42,6 +42,7 @@ class RoundResult:
 
     partition: int
     at: float
+    idle: bool = False  # closed because the partition went quiet, not at a boundary
     plans: list[Plan] = field(default_factory=list)
     ran: list[Request] = field(default_factory=list)
     result: MaintainResult = field(default_factory=lambda: MaintainResult(0, 0))
@@ -82,7 +83,11 @@ class EventRounds:
         self._quiet_since: dict[int, float] = {}  # per partition: wall clock of its last event
 
     def recover(self, keeper: MemoryKeeper, partitions: Sequence[int]) -> MaintainResult:
-        """Load the saved round of newly owned partitions and recover the users after it."""
+        """Load the saved round of newly owned partitions and recover the users after it.
+
+        ``partitions`` is the whole assignment: partitions no longer in it are let go.
+        """
+        self._release(keeper, (set(self._window) | set(self._quiet_since)) - set(partitions))
         fresh = self.planning.fresh(partitions)
         docs = self.planning.documents([_round_key(p) for p in fresh])
         for p in fresh:
@@ -91,7 +96,24 @@ class EventRounds:
                 state = json.loads(doc)
                 self._window[p], self._mark[p] = int(state["window"]), float(state["mark"])
                 self._since[p] = self._next[p] = int(state["since"])
+                # Its open round holds recovered users: it closes when the partition is quiet.
+                self._quiet_since[p] = time.monotonic()
+                # Users with operations planned for a later time: checked every round.
+                self.planning.load_users((t, u) for t, u in state.get("timed", []))
         return self.planning.recover(keeper, fresh, {p: self._mark.get(p, 0.0) for p in fresh})
+
+    def _release(self, keeper: MemoryKeeper, gone: set[int]) -> None:
+        """Forget partitions another worker owns now: their rounds and users are its own."""
+        if not gone:
+            return
+        self.planning.save()
+        for p in gone:
+            for table in (self._window, self._mark, self._since, self._next, self._quiet_since):
+                table.pop(p, None)
+            keeper.take_dirty(partition=p)
+        self.planning.release(
+            lambda key: partition_for(key[1].encode(), self.partitions) in gone, gone
+        )
 
     def _cuts(self, records: Sequence[EventRecord]) -> dict[int, list[_Cut]]:
         """Each partition's records in offset order, cut where a new round begins."""
@@ -150,26 +172,32 @@ class EventRounds:
             self._quiet_since[p] = now
         return ingested, rounds
 
-    def close_idle(self, keeper: MemoryKeeper, idle_s: float) -> list[RoundResult]:
+    def close_idle(
+        self, keeper: MemoryKeeper, idle_s: float, caught_up: set[int] | None = None
+    ) -> list[RoundResult]:
         """Close the open round of partitions quiet for ``idle_s``: maintain who they touched.
 
-        The round runs at the newest event time of those users, so it is the same
-        whenever the quiet is noticed.
+        ``caught_up``: only these partitions (the consumer has read all there is), else
+        any. The round runs at the newest event time of those users, so it is the
+        same whenever the quiet is noticed.
         """
         now = time.monotonic()
         closed = []
         for p, since in sorted(self._quiet_since.items()):
             if now - since < idle_s or p not in self._window:
                 continue
+            if caught_up is not None and p not in caught_up:
+                continue
             del self._quiet_since[p]
             closed.append(self._round(keeper, p, None, None))
-        return [c for c in closed if c.result.users or c.ran]
+        return [c for c in closed if c.plans or c.ran]
 
     def _state(self, partition: int, since: int) -> dict[UserKey, str]:
         """The partition's round state document, as saved with the round's clocks."""
         self._since[partition] = since
+        timed = self._in_partition(self.planning.timed_users(), partition)
         state = {"window": self._window[partition], "mark": self._mark.get(partition, 0.0),
-                 "since": since}  # fmt: skip
+                 "since": since, "timed": timed}  # fmt: skip
         return {_round_key(partition): json.dumps(state)}
 
     def _save(self, partition: int) -> None:
@@ -213,4 +241,5 @@ class EventRounds:
         else:
             self.planning.save(state)
             result = MaintainResult(0, 0)
-        return RoundResult(partition, at, plans, requests, result, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return RoundResult(partition, at, before is None, plans, requests, result, seconds)

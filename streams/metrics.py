@@ -117,6 +117,12 @@ class WorkerMetrics:
             "Users touched since their last maintenance, after the last pass.",
             registry=r,
         )
+        self.rounds = Counter(
+            f"{_NS}_planner_rounds",
+            "Event-time planner rounds run: at a round boundary, or closing a quiet partition.",
+            ["trigger"],
+            registry=r,
+        )
         self.plans = Counter(
             f"{_NS}_plans",
             "Per-user plans decided, by the policy that decided them.",

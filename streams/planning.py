@@ -128,7 +128,10 @@ class PlannerLoop:
         self._loop = asyncio.get_running_loop()
         writer = self.worker.writer
         if self.settings.policy != "llm":
-            idle = await asyncio.wrap_future(writer.close_idle(self.settings.round_idle_s))
+            # A partition still behind is starved by the consumer, not quiet: never closed early.
+            caught_up = {p for p, lag in self.worker.lag.items() if lag == 0}
+            idle_s = self.settings.round_idle_s
+            idle = await asyncio.wrap_future(writer.close_idle(idle_s, caught_up))
             await self.publish_rounds(idle)
             return
         round_ = await asyncio.wrap_future(writer.plan_round())
@@ -183,6 +186,7 @@ class PlannerLoop:
         """Publish the plans and outcomes of rounds the writer ran, and count them."""
         metrics = self.worker.metrics
         for r in rounds:
+            metrics.rounds.labels("idle" if r.idle else "boundary").inc()
             for plan in r.plans:
                 metrics.plans.labels(plan.policy).inc()
                 for op in plan.ops:

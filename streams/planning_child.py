@@ -21,7 +21,7 @@ the same store under the tenant "", which no event can carry.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from memory_store.keeper import IngestResult, MaintainResult, MemoryKeeper
@@ -256,6 +256,26 @@ class PlanningState:
     def waiting_users(self) -> set[UserKey]:
         """Users with deferred or timed operations."""
         return set(self._waiting) | set(self._timed)
+
+    def timed_users(self) -> set[UserKey]:
+        """Users with operations planned for an event time."""
+        return set(self._timed)
+
+    @property
+    def timed_ops(self) -> int:
+        return sum(len(t) for t in self._timed.values())
+
+    def release(self, moved: Callable[[UserKey], bool], partitions: Iterable[int]) -> None:
+        """Forget (saved already) users for whom ``moved`` holds, of partitions now owned by
+        another worker; they are recovered again if the partitions come back."""
+        for table in (self._clocks, self._waiting, self._timed):
+            for key in [k for k in table if moved(k)]:
+                del table[key]
+        self._recovered.difference_update(partitions)
+
+    def load_users(self, keys: Iterable[UserKey]) -> None:
+        """Bring these users' clocks and plans in now (not when their next event comes)."""
+        self._load(keys)
 
     def fresh(self, partitions: Iterable[int]) -> list[int]:
         """Of ``partitions``, those not recovered yet (each is recovered once per start)."""

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # The llm policy's rounds are on the wall clock.
     maintain_every_s: float = Field(default=30.0, gt=0)
     round_idle_s: float = Field(default=30.0, gt=0)
+    # At start, events wait up to this long for the catalogue consumer to store the items
+    # already in the topic (a replay's events then never wait for an item that was there).
+    catalogue_wait_s: float = Field(default=120.0, ge=0)
     # Who decides: "fixed" (all three for every touched user each round: the baseline),
     # "rules" or "llm" (only what the summary calls for, now, after N events or at a time).
     # Every policy's plans go to topic_plans; later operations to the scheduler's job store.

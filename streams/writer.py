@@ -68,6 +68,8 @@ class MaintainOutcome:
     narratives: dict[str, int] = field(default_factory=dict)
     # Maintenance operations run, by name (see MaintainResult.ops).
     ops: dict[str, int] = field(default_factory=dict)
+    # Event-time rounds: operations planned for a later event time, waiting in the writer.
+    scheduled: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class RoundOutcome:
     plans: list[Plan]
     ran: list[Request]
     maintained: MaintainOutcome
+    idle: bool = False  # closed because its partition went quiet
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +159,12 @@ def round_outcome(keeper: MemoryKeeper, r: RoundResult) -> RoundOutcome:
     m = r.result
     notices = [(n.tenant, n.user_id, n.version) for n in m.notices]
     narratives = dict(_narrator.outcomes) if _narrator is not None else {}
-    maintained = MaintainOutcome(m.users, m.changed_users, keeper.pending_users, r.seconds,
-                                 notices, _narrated(narratives), dict(m.ops))  # fmt: skip
-    return RoundOutcome(r.plans, r.ran, maintained)
+    scheduled = None if _rounds is None else _rounds.planning.timed_ops
+    maintained = MaintainOutcome(
+        m.users, m.changed_users, keeper.pending_users, r.seconds, notices,
+        _narrated(narratives), dict(m.ops), scheduled,
+    )  # fmt: skip
+    return RoundOutcome(r.plans, r.ran, maintained, r.idle)
 
 
 _narrated_before: dict[str, int] = {}
@@ -294,11 +300,11 @@ def _recover(partitions: list[int]) -> MaintainOutcome:
     return _maintained(lambda keeper: _planner().recover(keeper, partitions))
 
 
-def _close_idle(idle_s: float) -> list[RoundOutcome]:
+def _close_idle(idle_s: float, caught_up: set[int]) -> list[RoundOutcome]:
     if _rounds is None:
         return []
     keeper = _ready()
-    return [round_outcome(keeper, r) for r in _rounds.close_idle(keeper, idle_s)]
+    return [round_outcome(keeper, r) for r in _rounds.close_idle(keeper, idle_s, caught_up)]
 
 
 def _run_planned(requests: list[Request], deferred: list[Deferred]) -> MaintainOutcome:
@@ -321,6 +327,7 @@ def _maintained(run: Callable[[MemoryKeeper], MaintainResult]) -> MaintainOutcom
         notices=[(n.tenant, n.user_id, n.version) for n in result.notices],
         narratives=_narrated(after),
         ops=dict(result.ops),
+        scheduled=None if _rounds is None else _rounds.planning.timed_ops,
     )
 
 
@@ -366,9 +373,9 @@ class MemoryWriter:
     def plan_round(self, max_users: int | None = None) -> Future[PlanRound]:
         return self._pool.submit(_plan_round, max_users)
 
-    def close_idle(self, idle_s: float) -> Future[list[RoundOutcome]]:
-        """Close the open event-time round of partitions quiet for ``idle_s`` seconds."""
-        return self._pool.submit(_close_idle, idle_s)
+    def close_idle(self, idle_s: float, caught_up: set[int]) -> Future[list[RoundOutcome]]:
+        """Close the open event-time round of ``caught_up`` partitions quiet for ``idle_s``."""
+        return self._pool.submit(_close_idle, idle_s, caught_up)
 
     def recover(self, partitions: set[int]) -> Future[MaintainOutcome]:
         """Look again at users of newly owned partitions that a crash left unmaintained."""

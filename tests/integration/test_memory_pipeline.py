@@ -10,6 +10,7 @@ import pytest
 
 from memory_store.change_notice import decode_notices
 from memory_store.store import UserMemory, open_store
+from streams.plan_scheduler import partition_for
 from streams.settings import Settings
 from tests.integration.conftest import encode, produce, read_topic
 
@@ -48,7 +49,8 @@ def memory(settings: Settings, user: str, tenant: str = "acme") -> UserMemory:
 def test_items_and_ratings_become_beliefs_profiles_and_notices(
     settings: Settings, start_worker: Any
 ) -> None:
-    settings = settings.model_copy(update={"maintain_every_s": 0.5})
+    # Event-time rounds of half a second (events are a minute apart); the last closes 1 s quiet.
+    settings = settings.model_copy(update={"maintain_every_s": 0.5, "round_idle_s": 1.0})
     items = [item(i) for i in range(40)] + [item(i, tenant="globex") for i in range(40)]
     bad_item = {"tenant": "acme", "item_id": "x", "ts": 1}  # no title
     produce(
@@ -71,6 +73,9 @@ def test_items_and_ratings_become_beliefs_profiles_and_notices(
         return mem.profile is not None and len(mem.chunks) > 0 and mem.event_count == 14
 
     worker.wait_for(maintained, timeout=60)
+    partitions = {partition_for(e["user_id"].encode(), settings.partitions) for e in events}
+    closed = 'beliefstream_planner_rounds_total{trigger="idle"}'
+    worker.wait_for(lambda: worker.metric(closed) >= len(partitions), timeout=60)
     mem = memory(settings, "user-0")
     beliefs = {(c.facet, c.key): c for c in mem.chunks}
     comedy, horror = beliefs[("genre", "comedy")], beliefs[("genre", "horror")]
@@ -94,10 +99,9 @@ def test_items_and_ratings_become_beliefs_profiles_and_notices(
 
     # The same events again: counted once, so memory is unchanged.
     consumed = worker.metric("beliefstream_events_consumed_total")
-    visited = worker.metric("beliefstream_maintained_users_total")
     produce(settings, encode(events))
     worker.wait_for(lambda: worker.metric("beliefstream_events_consumed_total") >= consumed * 2)
-    worker.wait_for(lambda: worker.metric("beliefstream_maintained_users_total") >= visited + 3)
+    worker.wait_for(lambda: worker.metric(closed) >= 2 * len(partitions), timeout=60)
     again = memory(settings, "user-0")
     assert again.chunks == mem.chunks and again.profile == mem.profile
     assert worker.stop() == 0

@@ -1,5 +1,9 @@
 """The planner in the worker: plans on the plans topic, operations run with their plan ids,
-later operations in a persistent job store that survives a restart."""
+later operations kept where a restart and a rebalance find them.
+
+With the fixed and rules policies the rounds run on event time in the writer (a
+quiet partition's open round closes after ``round_idle_s``); the llm policy's
+rounds are on the wall clock, later operations in APScheduler's job store."""
 
 from __future__ import annotations
 
@@ -18,6 +22,10 @@ from tests.integration.conftest import encode, produce, read_topic
 from tests.integration.test_memory_pipeline import item, memory, rating
 
 pytestmark = pytest.mark.integration
+
+# Event-time rounds of half a second (the test events are a minute apart), closed after 1 s quiet.
+RULES: dict[str, Any] = {"maintain_every_s": 0.5, "policy": "rules", "round_idle_s": 1.0}
+IDLE_CLOSED = 'beliefstream_planner_rounds_total{trigger="idle"}'
 
 
 def with_items(settings: Settings, n: int = 40) -> None:
@@ -38,7 +46,7 @@ def plan_records(settings: Settings, expected: int, timeout_s: float = 30) -> li
 def test_rules_plans_run_in_the_worker_and_trace_to_the_change_log(
     settings: Settings, start_worker: Any
 ) -> None:
-    settings = settings.model_copy(update={"maintain_every_s": 0.5, "policy": "rules"})
+    settings = settings.model_copy(update=RULES)
     with_items(settings)
     events = [rating(n, 0, 5 * n % 40, 5.0) for n in range(8)]
     events += [rating(100 + n, 1, (5 * n + 1) % 40, 4.0) for n in range(8)]
@@ -52,7 +60,7 @@ def test_rules_plans_run_in_the_worker_and_trace_to_the_change_log(
     # Absorb ran with each batch; the planner only planned maintenance.
     assert worker.metric('beliefstream_planned_ops_total{op="extraction",when="now"}') == 0
 
-    records = plan_records(settings, expected=4)
+    records = plan_records(settings, expected=10_000, timeout_s=5)
     plans = {r["plan_id"]: r for r in records if r["type"] == "plan"}
     outcomes = [r for r in records if r["type"] == "outcome"]
     assert plans and outcomes and all(o["plan_id"] in plans for o in outcomes)
@@ -71,7 +79,7 @@ def test_rules_plans_run_in_the_worker_and_trace_to_the_change_log(
 
 def test_a_later_operation_survives_a_worker_restart(settings: Settings, start_worker: Any) -> None:
     """A weak belief gets a forgetting planned ~12 days ahead, kept across a restart."""
-    settings = settings.model_copy(update={"maintain_every_s": 0.5, "policy": "rules"})
+    settings = settings.model_copy(update=RULES)
     with_items(settings, 5)
     # 3.22 stars: weight 0.11, strength 0.055, below 0.05 in ~12 days: a job, not an action.
     produce(settings, encode([rating(1, 7, 0, 3.22)]))
@@ -80,8 +88,10 @@ def test_a_later_operation_survives_a_worker_restart(settings: Settings, start_w
     planned = 'beliefstream_planned_ops_total{op="forgetting",when="at"}'
     assert first.metric(planned) == 1
     assert first.stop() == 0
-    jobs = Path(settings.job_store_url.removeprefix("sqlite:///"))
-    assert jobs.is_file()
+    # Kept with the user's clock in LanceDB (event-time rounds), not in a wall-clock job store.
+    (document,) = LancePlannerState(settings.lancedb_uri).load([("acme", "user-7")]).values()
+    ((_, request),) = decode_state(document)[2]
+    assert request[2] == "forgetting"
 
     second = start_worker(settings)
     second.wait_for(lambda: second.metric("beliefstream_scheduled_ops") >= 1, timeout=90)
@@ -118,10 +128,10 @@ def test_the_llm_policy_plans_in_the_worker(
     assert worker.stop() == 0
 
 
-def test_two_workers_share_the_job_store_and_only_the_owner_holds_a_job(
+def test_two_workers_share_planned_operations_and_only_the_owner_holds_one(
     settings: Settings, start_worker: Any
 ) -> None:
-    settings = settings.model_copy(update={"maintain_every_s": 0.5, "policy": "rules"})
+    settings = settings.model_copy(update=RULES)
     with_items(settings, 5)
     first = start_worker(settings)
     first.wait_for(lambda: first.metric("beliefstream_items_stored_total") >= 5)
@@ -149,14 +159,15 @@ def saved_clock(settings: Settings, user_id: str) -> OperationClock:
 def test_the_fixed_baseline_plans_too_and_clocks_survive_a_restart(
     settings: Settings, start_worker: Any
 ) -> None:
-    settings = settings.model_copy(update={"maintain_every_s": 0.5, "policy": "fixed"})
+    settings = settings.model_copy(update={**RULES, "policy": "fixed"})
     with_items(settings)
     produce(settings, encode([rating(n, 3, 5 * n % 40, 5.0) for n in range(6)]))
     first = start_worker(settings)
-    first.wait_for(lambda: first.metric("beliefstream_maintained_users_total") >= 1, timeout=90)
+    first.wait_for(lambda: first.metric(IDLE_CLOSED) >= 1, timeout=90)
     assert first.metric('beliefstream_plans_total{policy="fixed"}') >= 1
     assert first.stop() == 0
-    plans = [r for r in plan_records(settings, expected=2) if r["type"] == "plan"]
+    records = plan_records(settings, expected=10_000, timeout_s=5)
+    plans = [r for r in records if r["type"] == "plan"]
     assert plans[0]["policy"] == "fixed" and plans[0]["users"] == [["acme", "user-3"]]
     assert {o["op"] for o in plans[0]["ops"]} >= {"consolidation", "forgetting", "resynthesis"}
     assert {o["reason"] for o in plans[0]["ops"] if o["op"] == "resynthesis"} == {
@@ -167,7 +178,7 @@ def test_the_fixed_baseline_plans_too_and_clocks_survive_a_restart(
 
     produce(settings, encode([rating(n, 3, 5 * n % 40, 4.0) for n in range(6, 10)]))
     second = start_worker(settings)
-    second.wait_for(lambda: second.metric("beliefstream_maintained_users_total") >= 1, timeout=90)
+    second.wait_for(lambda: second.metric(IDLE_CLOSED) >= 1, timeout=90)
     assert second.stop() == 0
     # The restarted writer went on counting from the saved clock instead of from zero.
     after = saved_clock(settings, "user-3")

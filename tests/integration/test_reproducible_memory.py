@@ -3,7 +3,9 @@
 An ML-100K slice (same-second bursts included) is replayed once; fresh workers
 with their own consumer groups and stores read it with different batch sizes,
 and one of them is killed with SIGKILL mid-stream and restarted. Maintenance
-rounds are off, so the stores hold what ingest and absorb made of the stream.
+is on (the fixed policy, a round per day of event time, the last round closed
+once the partitions go quiet), so profiles, consolidation and forgetting must
+come out the same too.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def _run_settings(settings: Settings, name: str, tmp: Path, batch_size: int) -> 
             "lancedb_uri": str(tmp / name),
             "batch_size": batch_size,
             "batch_seconds": 0.05 if batch_size < 500 else 0.5,
-            "maintain_every_s": 1e6,
+            "maintain_every_s": 86_400.0,
+            "round_idle_s": 8.0,  # the end of the stream, not a pause in it
             "codebook_enabled": False,
         }
     )
@@ -61,11 +64,16 @@ def test_two_runs_and_a_killed_run_give_identical_stores(
     worker = start_worker(big)
     worker.wait_for(lambda: open_store(big.lancedb_uri).count_events(tenant) == EVENTS, timeout=120)
     worker.wait_for(lambda: worker.metric("beliefstream_events_written_total") >= EVENTS)
-    time.sleep(2.0)  # the last batch's fold and any late item
+    closed = 'beliefstream_planner_rounds_total{trigger="idle"}'
+    worker.wait_for(lambda: worker.metric(closed) >= big.partitions, timeout=60)
+    assert worker.metric('beliefstream_planner_rounds_total{trigger="boundary"}') > 10
     assert worker.stop() == 0
     reference = big.lancedb_uri
     users = diff_stores(open_store(reference), open_store(reference), tenant).users
     assert users > 100
+    store = open_store(reference)
+    snaps = store.read_snapshots(store.list_users(tenant))
+    assert sum(s.profile is not None for s in snaps.values()) > 0.9 * users
 
     small = _run_settings(settings, "small", tmp_path, 97)
     other = start_worker(small)
