@@ -128,9 +128,17 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
         """Nothing came: partitions fetched up to their high watermark have no lag (even
         those that brought no batch since the start, so their open rounds can close)."""
         for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            if high is not None and await consumer.position(tp) >= high:
+            if await consumer.position(tp) >= await self._high(consumer, tp):
                 self.worker.lag[tp.partition] = 0
+
+    @staticmethod
+    async def _high(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+        """The fetch high watermark; for a partition no fetch brought records from (an
+        empty one), the broker's end offset."""
+        high = consumer.highwater(tp)
+        if high is None:
+            high = (await consumer.end_offsets([tp]))[tp]
+        return int(high)
 
     async def _read_all(self, consumer: AIOKafkaConsumer) -> bool:
         """Whether every assigned partition was fetched up to its high watermark."""
@@ -138,8 +146,7 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
         if not assigned:
             return False
         for tp in assigned:
-            high = consumer.highwater(tp)
-            if high is None or await consumer.position(tp) < high:
+            if await consumer.position(tp) < await self._high(consumer, tp):
                 return False
         return True
 
