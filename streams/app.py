@@ -117,7 +117,7 @@ class IngestWorker:
             cache_dir=settings.llm_cache_dir,
         )
         rounds = None
-        if settings.policy != "llm":  # decisions are pure and quick: rounds on event time
+        if settings.event_rounds:  # decisions are pure and quick: rounds on event time
             rounds = RoundsConfig(settings.policy, settings.maintain_every_s, settings.partitions)
         self.writer = MemoryWriter(
             settings.lancedb_uri, limits, llm, CodebookParams.of(settings), rounds

@@ -127,7 +127,7 @@ class PlannerLoop:
         """
         self._loop = asyncio.get_running_loop()
         writer = self.worker.writer
-        if self.settings.policy != "llm":
+        if self.settings.event_rounds:
             # A partition still behind is starved by the consumer, not quiet: never closed early.
             caught_up = {p for p, lag in self.worker.lag.items() if lag == 0}
             idle_s = self.settings.round_idle_s

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # The llm policy's rounds are on the wall clock.
     maintain_every_s: float = Field(default=30.0, gt=0)
     round_idle_s: float = Field(default=30.0, gt=0)
+    # "wall": fixed and rules rounds too run on the wall clock (every maintain_every_s), as
+    # the llm policy's do: not reproducible, for runs that pace maintenance by real time.
+    round_clock: Literal["event", "wall"] = "event"
     # At start, events wait up to this long for the catalogue consumer to store the items
     # already in the topic (a replay's events then never wait for an item that was there).
     catalogue_wait_s: float = Field(default=120.0, ge=0)
@@ -144,6 +147,11 @@ class Settings(BaseSettings):
             raise ValueError("set BELIEFSTREAM_SCHEDULER_URL when LanceDB is not a local path")
         folder = Path(self.lancedb_uri).resolve().parent
         return f"sqlite:///{folder / (self.app_id + '-jobs.sqlite')}"
+
+    @property
+    def event_rounds(self) -> bool:
+        """Whether planner rounds run on event time in the writer (fixed, rules; not llm)."""
+        return self.policy != "llm" and self.round_clock == "event"
 
     @property
     def topic_dlq(self) -> str:

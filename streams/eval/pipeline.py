@@ -88,6 +88,7 @@ def _settings(
         lancedb_uri=str(root / "lancedb"),
         metrics_port=free_port(),
         maintain_every_s=opts.maintain_every_s,
+        round_clock="wall",  # the evaluation paces maintenance by wall-clock rounds
         policy=policy,
         llm_calls_per_min=opts.llm_calls_per_min,
         llm_tokens_per_min=opts.llm_tokens_per_min,
