@@ -81,7 +81,8 @@ def run_freshness(probes: int, console: Console, events: int = 20_000) -> dict[s
                 lancedb_uri=str(root / "lancedb"), metrics_port=free_port(),
                 serve_port=free_port(), api_keys={_KEY: TENANT}, reader_event_time=True,
                 codebook_min_items=len(data.items) // 2, codebook_min_events=events // 2,
-                codebook_check_s=1.0, _env_file=None,  # type: ignore[call-arg]
+                codebook_check_s=1.0, round_clock="wall",  # maintenance paced as before
+                _env_file=None,  # type: ignore[call-arg]
             )  # fmt: skip
             ensure_topics(settings)
             started = time.monotonic()
