@@ -118,7 +118,7 @@ class IngestWorker:
         )
         rounds = None
         if settings.event_rounds:  # decisions are pure and quick: rounds on event time
-            rounds = RoundsConfig(settings.policy, settings.maintain_every_s, settings.partitions)
+            rounds = RoundsConfig(settings.policy, settings.round_event_s, settings.partitions)
         self.writer = MemoryWriter(
             settings.lancedb_uri, limits, llm, CodebookParams.of(settings), rounds
         )

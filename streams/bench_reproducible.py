@@ -62,7 +62,7 @@ def run_reproducible_bench(
     console: Console,
     dataset: str = "ml-100k",
     limit: int | None = None,
-    maintain_every_s: float = 86_400.0,
+    round_event_s: float = 86_400.0,
     quiet_s: float = 20.0,
     extra: dict[str, Any] | None = None,
     data_dir: Path | None = None,
@@ -77,7 +77,7 @@ def run_reproducible_bench(
         with tempfile.TemporaryDirectory(prefix="beliefstream-repro-") as tmp:
             root = data_dir or Path(tmp)
             root.mkdir(parents=True, exist_ok=True)
-            base = _settings(broker.bootstrap_servers, root, maintain_every_s, extra or {})
+            base = _settings(broker.bootstrap_servers, root, round_event_s, extra or {})
             replay(base, data, progress=False)
             uris: dict[str, str] = {}
             for name, batch, kill in (("batch_5000", 5000, False), ("batch_211", 211, False),
@@ -124,7 +124,7 @@ def _settings(servers: str, root: Path, every_s: float, extra: dict[str, Any]) -
     fields: dict[str, Any] = {
         "bootstrap_servers": servers,
         "lancedb_uri": str(root / "unused"),
-        "maintain_every_s": every_s,
+        "round_event_s": every_s,
         "round_idle_s": 5.0,
         "codebook_enabled": False,
         **extra,

@@ -179,7 +179,7 @@ def bench_ingest(
 def bench_reproducible(
     dataset: Annotated[str, typer.Option(help="Bundled dataset to replay.")] = "ml-100k",
     limit: Annotated[int | None, typer.Option(help="Replay only the first N events.")] = None,
-    maintain_every_s: Annotated[
+    round_event_s: Annotated[
         float, typer.Option(help="The planner round, in event-time seconds.")
     ] = 86_400.0,
     policy: Annotated[str, typer.Option(help="fixed or rules.")] = "fixed",
@@ -194,7 +194,7 @@ def bench_reproducible(
     from streams.bench_reproducible import run_reproducible_bench
 
     results = run_reproducible_bench(
-        console, dataset, limit, maintain_every_s, extra={"policy": policy}, data_dir=data_dir
+        console, dataset, limit, round_event_s, extra={"policy": policy}, data_dir=data_dir
     )
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2) + "\n")

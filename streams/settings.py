@@ -60,12 +60,14 @@ class Settings(BaseSettings):
     # Memory-change notices (key tenant\x1fuser, value {"tenant", "user_id", "version"}):
     # emitted after each stored batch, consumed by readers to invalidate their caches.
     topic_changes: str = "memory.changes"
-    # The planner's round: every maintain_every_s the users touched since the last round
-    # are summarised and the policy decides their consolidation, forgetting, resynthesis.
-    # With the fixed and rules policies the rounds follow event time: each partition's round
-    # closes when its events cross into the next maintain_every_s of event time (so the same
-    # stream gives the same memory), or once it has been quiet for round_idle_s (wall clock).
-    # The llm policy's rounds are on the wall clock.
+    # The planner's round: the users touched since the last round are summarised and the
+    # policy decides their consolidation, forgetting, resynthesis. With the fixed and rules
+    # policies the rounds follow event time: each partition's round closes when its events
+    # cross into the next round_event_s of event time (so the same stream gives the same
+    # memory; an hour keeps a fast replay of history from running a round every few events),
+    # or once it has been quiet for round_idle_s (wall clock). The llm policy's rounds are
+    # every maintain_every_s of wall clock.
+    round_event_s: float = Field(default=3600.0, gt=0)
     maintain_every_s: float = Field(default=30.0, gt=0)
     round_idle_s: float = Field(default=30.0, gt=0)
     # "wall": fixed and rules rounds too run on the wall clock (every maintain_every_s), as

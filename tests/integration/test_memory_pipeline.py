@@ -50,7 +50,7 @@ def test_items_and_ratings_become_beliefs_profiles_and_notices(
     settings: Settings, start_worker: Any
 ) -> None:
     # Event-time rounds of half a second (events are a minute apart); the last closes 1 s quiet.
-    settings = settings.model_copy(update={"maintain_every_s": 0.5, "round_idle_s": 1.0})
+    settings = settings.model_copy(update={"round_event_s": 0.5, "round_idle_s": 1.0})
     items = [item(i) for i in range(40)] + [item(i, tenant="globex") for i in range(40)]
     bad_item = {"tenant": "acme", "item_id": "x", "ts": 1}  # no title
     produce(
@@ -113,7 +113,7 @@ def test_the_llm_narrator_and_extractor_run_in_the_worker(
     """Profiles narrated by the model (or the template), untagged items given a genre."""
     settings = settings.model_copy(
         update={
-            "maintain_every_s": 0.5,
+            "round_event_s": 0.5,
             "narrator": "llm",
             "extractor": "llm",
             "extractor_genres": ("Comedy", "Horror", "Western"),

@@ -24,7 +24,7 @@ from tests.integration.test_memory_pipeline import item, memory, rating
 pytestmark = pytest.mark.integration
 
 # Event-time rounds of half a second (the test events are a minute apart), closed after 1 s quiet.
-RULES: dict[str, Any] = {"maintain_every_s": 0.5, "policy": "rules", "round_idle_s": 1.0}
+RULES: dict[str, Any] = {"round_event_s": 0.5, "policy": "rules", "round_idle_s": 1.0}
 IDLE_CLOSED = 'beliefstream_planner_rounds_total{trigger="idle"}'
 
 

@@ -35,7 +35,7 @@ def _run_settings(settings: Settings, name: str, tmp: Path, batch_size: int) -> 
             "lancedb_uri": str(tmp / name),
             "batch_size": batch_size,
             "batch_seconds": 0.05 if batch_size < 500 else 0.5,
-            "maintain_every_s": 86_400.0,
+            "round_event_s": 86_400.0,
             "round_idle_s": 8.0,  # the end of the stream, not a pause in it
             "codebook_enabled": False,
         }
