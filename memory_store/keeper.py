@@ -260,14 +260,24 @@ class MemoryKeeper:
                 marks[partition] = min(marks[partition], since - 1e-3)
         return marks
 
-    def recover(self, found: dict[UserKey, int], plan_id: str | None = None) -> MaintainResult:
+    def recover(
+        self,
+        found: dict[UserKey, int],
+        plan_id: str | None = None,
+        seen: Callable[[dict[UserKey, list[EventRecord]]], None] | None = None,
+    ) -> MaintainResult:
         """After a restart: fold on, from the event tier, users with events stored after the
-        last settled mark (from each one's smallest such offset), and mark them touched."""
+        last settled mark (from each one's smallest such offset), and mark them touched.
+
+        ``seen`` gets each slice's stored records too (the planner counts them): one read.
+        """
         keys = sorted(found)
         notices: list[ChangeNotice] = []
         for start in range(0, len(keys), _MAINTAIN_SLICE):
             part = keys[start : start + _MAINTAIN_SLICE]
             stored = self.store.read_event_records(part)
+            if seen is not None:
+                seen(stored)
             for records in stored.values():
                 for r in records:
                     ts = r.event.ts

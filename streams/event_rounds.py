@@ -18,6 +18,7 @@ mid-stream longer than ``idle_s`` makes two runs differ (see the README).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -47,6 +48,12 @@ class RoundResult:
     ran: list[Request] = field(default_factory=list)
     result: MaintainResult = field(default_factory=lambda: MaintainResult(0, 0))
     seconds: float = 0.0
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _partition_of(user_id: str, partitions: int) -> int:
+    """A user's partition (murmur2 of the key): asked every round for every waiting user."""
+    return partition_for(user_id.encode(), partitions)
 
 
 def _round_key(partition: int) -> UserKey:
@@ -111,9 +118,7 @@ class EventRounds:
             for table in (self._window, self._mark, self._since, self._next, self._quiet_since):
                 table.pop(p, None)
             keeper.take_dirty(partition=p)
-        self.planning.release(
-            lambda key: partition_for(key[1].encode(), self.partitions) in gone, gone
-        )
+        self.planning.release(lambda key: _partition_of(key[1], self.partitions) in gone, gone)
 
     def _cuts(self, records: Sequence[EventRecord]) -> dict[int, list[_Cut]]:
         """Each partition's records in offset order, cut where a new round begins."""
@@ -204,7 +209,7 @@ class EventRounds:
         self.planning.save(self._state(partition, self._since.get(partition, -1)))
 
     def _in_partition(self, keys: set[UserKey], partition: int) -> list[UserKey]:
-        return sorted(k for k in keys if partition_for(k[1].encode(), self.partitions) == partition)
+        return sorted(k for k in keys if _partition_of(k[1], self.partitions) == partition)
 
     def _round(
         self, keeper: MemoryKeeper, partition: int, at: float | None, before: int | None

@@ -20,13 +20,16 @@ the same store under the tenant "", which no event can carry.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from memory_store.keeper import IngestResult, MaintainResult, MemoryKeeper
 from memory_store.lifecycle import PlannedStep
 from memory_store.planner_state import PlannerStateStore
+from memory_store.rows import EventRecord
 from memory_store.store import UserKey
 from memory_store.tiers import Operation
 from planner.plan import Plan, PlannedOp, params_for
@@ -107,6 +110,32 @@ def request_for(plan: Plan, op: PlannedOp) -> Request:
     """The request that runs ``op`` of ``plan``, saying why (for the change log)."""
     why = f"plan {plan.plan_id} by {_by(plan)}: {op.reason}"
     return (op.tenant, op.user_id, op.op.value, dict(op.args), plan.plan_id, why)
+
+
+def _before(total: int, at: Any, _: Request) -> bool:
+    """A deferral not yet due at ``total`` events."""
+    return bool(total < at)
+
+
+def _keep(
+    table: dict[UserKey, list[tuple[Any, Request]]],
+    key: UserKey,
+    keep: Callable[[Any, Request], bool],
+    changed: set[UserKey],
+) -> None:
+    """Keep only the user's entries ``keep`` holds for (none left: the user goes), noting a
+    change in ``changed``."""
+    entries = table.get(key)
+    if not entries:
+        return
+    kept = [(at, r) for at, r in entries if keep(at, r)]
+    if len(kept) == len(entries):
+        return
+    if kept:
+        table[key] = kept
+    else:
+        del table[key]
+    changed.add(key)
 
 
 _MARKS = ""  # the reserved tenant of the settled marks: an event's tenant is never empty
@@ -216,33 +245,16 @@ class PlanningState:
         due: list[Request] = []
         for key in list(self._waiting) if keys is None else [k for k in keys if k in self._waiting]:
             total = self.clock(key).events_total
-            waiting = self._waiting[key]
-            ready = [r for at, r in waiting if total >= at]
-            if not ready:
-                continue
-            due += ready
-            left = [(at, r) for at, r in waiting if total < at]
-            if left:
-                self._waiting[key] = left
-            else:
-                del self._waiting[key]
-            self._changed.add(key)
+            due += [r for at, r in self._waiting[key] if total >= at]
+            _keep(self._waiting, key, functools.partial(_before, total), self._changed)
         return due
 
     def due_at(self, now: float, keys: Iterable[UserKey] | None = None) -> list[Request]:
         """Operations planned for an event time at or before ``now`` (of ``keys``, or all)."""
         due: list[Request] = []
         for key in list(self._timed) if keys is None else [k for k in keys if k in self._timed]:
-            timed = self._timed[key]
-            due += [r for at, r in timed if at <= now]
-            left = [(at, r) for at, r in timed if at > now]
-            if len(left) == len(timed):
-                continue
-            if left:
-                self._timed[key] = left
-            else:
-                del self._timed[key]
-            self._changed.add(key)
+            due += [r for at, r in self._timed[key] if at <= now]
+            _keep(self._timed, key, lambda at, _: at > now, self._changed)
         return due
 
     def plan_at(self, key: UserKey, at: float, request: Request) -> None:
@@ -310,19 +322,15 @@ class PlanningState:
         for p, mark in marks.items():
             for key, offset in keeper.store.users_ingested_after(p, mark).items():
                 found[key] = min(offset, found.get(key, offset))
-        result = keeper.recover(found)
-        self._count_recovered(keeper, found)
+        result = keeper.recover(found, seen=self._count_stored)
+        self.save()
         return result
 
-    def _count_recovered(self, keeper: MemoryKeeper, found: dict[UserKey, int]) -> None:
+    def _count_stored(self, stored: dict[UserKey, list[EventRecord]]) -> None:
         """Count, on their clocks, recovered users' events stored after the last saved count."""
-        keys = sorted(found)
-        for start in range(0, len(keys), 500):
-            stored = keeper.store.read_event_records(keys[start : start + 500])
-            positions = {k: [r.offset for r in recs] for k, recs in stored.items() if recs}
-            newest = {k: max(r.event.ts for r in recs) for k, recs in stored.items() if recs}
-            self._observe(positions, newest)
-        self.save()
+        positions = {k: [r.offset for r in recs] for k, recs in stored.items() if recs}
+        newest = {k: max(r.event.ts for r in recs) for k, recs in stored.items() if recs}
+        self._observe(positions, newest)
 
     def defer(self, deferred: Sequence[Deferred]) -> None:
         """Hold operations until their users have ``n`` more events.
@@ -340,26 +348,8 @@ class PlanningState:
 
     def _drop_waiting(self, key: UserKey, ops: set[str]) -> None:
         """Forget the user's deferred and timed runs of ``ops`` (superseded, or just run)."""
-        timed = self._timed.get(key)
-        if timed:
-            kept = [(at, r) for at, r in timed if r[2] not in ops]
-            if len(kept) < len(timed):
-                self._changed.add(key)
-                if kept:
-                    self._timed[key] = kept
-                else:
-                    del self._timed[key]
-        waiting = self._waiting.get(key)
-        if not waiting:
-            return
-        left = [(at, r) for at, r in waiting if r[2] not in ops]
-        if len(left) == len(waiting):
-            return
-        if left:
-            self._waiting[key] = left
-        else:
-            del self._waiting[key]
-        self._changed.add(key)
+        _keep(self._timed, key, lambda _, r: r[2] not in ops, self._changed)
+        _keep(self._waiting, key, lambda _, r: r[2] not in ops, self._changed)
 
     def run_requests(
         self,
