@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from memory_store.cached_embedder import CachedEmbedder
@@ -328,16 +328,20 @@ class MemoryKeeper:
         return self.run_for(self.take_dirty(max_users), None, plan_id)
 
     def run_planned(
-        self, requests: Sequence[tuple[UserKey, Sequence[PlannedStep]]], at: float | None = None
+        self,
+        requests: Sequence[tuple[UserKey, Sequence[PlannedStep]]],
+        at: float | None = None,
+        read: Mapping[UserKey, UserSnapshot] | None = None,
     ) -> MaintainResult:
         """Run the maintenance steps plans chose, per user (one bulk read and write per slice).
 
         ``at``: the event time they run at (an event-time round's); else each tenant's watermark.
+        ``read``: snapshots with every stored event, already read for some of the users.
         """
         steps: dict[UserKey, list[PlannedStep]] = {}
         for key, chosen in requests:
             steps.setdefault(key, []).extend(chosen)
-        return self.run_for(list(steps), steps, None, at)
+        return self.run_for(list(steps), steps, None, at, read)
 
     def run_for(
         self,
@@ -345,15 +349,24 @@ class MemoryKeeper:
         steps: dict[UserKey, list[PlannedStep]] | None,
         plan_id: str | None,
         at: float | None = None,
+        read: Mapping[UserKey, UserSnapshot] | None = None,
     ) -> MaintainResult:
-        """Maintain ``keys``: everything (``steps`` None, the fixed pass) or the planned steps."""
+        """Maintain ``keys``: everything (``steps`` None, the fixed pass) or the planned steps.
+
+        ``read``: snapshots with every stored event, already read (the rest are read here).
+        """
         notices: list[ChangeNotice] = []
         changed_users = 0
         ops: Counter[str] = Counter()
         for start in range(0, len(keys), _MAINTAIN_SLICE):
             part = keys[start : start + _MAINTAIN_SLICE]
             # Every stored event: retention applies to all of them, however many.
-            snapshots = self.store.read_snapshots(part, ALL_EVENTS)
+            known = read or {}
+            snapshots = {k: known[k] for k in part if k in known}
+            missing = [k for k in part if k not in known]
+            if missing:
+                snapshots.update(self.store.read_snapshots(missing, ALL_EVENTS))
+            snapshots = {k: snapshots[k] for k in part}  # the order of ``keys``
             if isinstance(self.embed, CachedEmbedder):
                 probe, noted = self.embed.dry_run()
                 self._maintained(snapshots, probe, plan_id, steps, at)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from memory_store.keeper import IngestResult, MaintainResult, MemoryKeeper
 from memory_store.rows import EventRecord
-from memory_store.store import UserKey
+from memory_store.store import ALL_EVENTS, UserKey
 from memory_store.tiers import Operation
 from planner.plan import AfterEvents, At, Now, Plan
 from planner.policies import MAINTAIN_OPS, Policy
@@ -41,7 +41,7 @@ __all__ = ["EventRounds", "RoundResult"]
 class RoundResult:
     """One event-time round of one partition: its plans, what ran, what changed."""
 
-    partition: int
+    partitions: tuple[int, ...]  # the partitions whose rounds fell here at ``at`` (run as one)
     at: float
     idle: bool = False  # closed because the partition went quiet, not at a boundary
     plans: list[Plan] = field(default_factory=list)
@@ -165,13 +165,15 @@ class EventRounds:
                 result = keeper.ingest(batch)
                 self.planning.observe(keeper, result)
                 ingested.append(result)
-            for p, piece in pieces.items():
-                if piece.window is None:
-                    continue
-                if piece.before < 0:  # the first round ever opened: remember where it began
-                    self._save(p)
-                else:
-                    rounds.append(self._round(keeper, p, piece.window * self.every_s, piece.before))
+            opened = [p for p, c in pieces.items() if c.window is not None and c.before < 0]
+            if opened:  # the first rounds ever opened: remember where they began
+                self.planning.save(self._states(opened, {}))
+            closing = [
+                (p, piece.window * self.every_s, piece.before)
+                for p, piece in pieces.items()
+                if piece.window is not None and piece.before >= 0
+            ]
+            rounds += self._rounds(keeper, closing)
         now = time.monotonic()
         for p in cuts:
             self._quiet_since[p] = now
@@ -187,41 +189,56 @@ class EventRounds:
         same whenever the quiet is noticed.
         """
         now = time.monotonic()
-        closed = []
+        quiet: list[tuple[int, float | None, int | None]] = []
         for p, since in sorted(self._quiet_since.items()):
             if now - since < idle_s or p not in self._window:
                 continue
             if caught_up is not None and p not in caught_up:
                 continue
             del self._quiet_since[p]
-            closed.append(self._round(keeper, p, None, None))
-        return [c for c in closed if c.plans or c.ran]
+            quiet.append((p, None, None))
+        return [c for c in self._rounds(keeper, quiet) if c.plans or c.ran]
 
-    def _state(self, partition: int, since: int) -> dict[UserKey, str]:
-        """The partition's round state document, as saved with the round's clocks."""
-        self._since[partition] = since
-        timed = self._in_partition(self.planning.timed_users(), partition)
-        state = {"window": self._window[partition], "mark": self._mark.get(partition, 0.0),
-                 "since": since, "timed": timed}  # fmt: skip
-        return {_round_key(partition): json.dumps(state)}
-
-    def _save(self, partition: int) -> None:
-        self.planning.save(self._state(partition, self._since.get(partition, -1)))
+    def _states(self, partitions: Sequence[int], since: dict[int, int]) -> dict[UserKey, str]:
+        """The partitions' round state documents, as saved with their rounds' clocks."""
+        timed = self.planning.timed_users()
+        docs = {}
+        for p in partitions:
+            self._since[p] = since.get(p, self._since.get(p, -1))
+            state = {"window": self._window[p], "mark": self._mark.get(p, 0.0),
+                     "since": self._since[p], "timed": self._in_partition(timed, p)}  # fmt: skip
+            docs[_round_key(p)] = json.dumps(state)
+        return docs
 
     def _in_partition(self, keys: set[UserKey], partition: int) -> list[UserKey]:
         return sorted(k for k in keys if _partition_of(k[1], self.partitions) == partition)
 
+    def _rounds(
+        self, keeper: MemoryKeeper, closing: Sequence[tuple[int, float | None, int | None]]
+    ) -> list[RoundResult]:
+        """Run the rounds of ``closing`` (partition, time, crossing position), those at one
+        time as one: a user lives in one partition, so their users are disjoint, and one
+        read, one write and one save serve them all. Time None: an idle close, at the
+        newest event time of the users it maintains; position None: all seen so far."""
+        groups: dict[float, list[tuple[int, list[UserKey], int | None]]] = {}
+        for partition, at, before in closing:
+            keys = keeper.take_dirty(partition=partition, before=before)
+            if at is None:
+                extraction = Operation.EXTRACTION
+                clocks = (self.planning.clock(k).runs.get(extraction) for k in keys)
+                at = max([self._window[partition] * self.every_s, *(r.ts for r in clocks if r)])
+            groups.setdefault(at, []).append((partition, keys, before))
+        return [self._round(keeper, at, members) for at, members in sorted(groups.items())]
+
     def _round(
-        self, keeper: MemoryKeeper, partition: int, at: float | None, before: int | None
+        self, keeper: MemoryKeeper, at: float, members: list[tuple[int, list[UserKey], int | None]]
     ) -> RoundResult:
-        """Decide for the partition's users touched before ``before``, and run what is due."""
+        """Decide for the users the partitions' rounds took, and run what is due at ``at``."""
         started = time.perf_counter()
-        keys = keeper.take_dirty(partition=partition, before=before)
-        if at is None:  # an idle close: at the newest event time of the users it maintains
-            extraction = Operation.EXTRACTION
-            newest = [r.ts for k in keys if (r := self.planning.clock(k).runs.get(extraction))]
-            at = max([self._window[partition] * self.every_s, *newest])
-        plans = self.policy.decide(self.planning.summaries(keeper, keys, at)) if keys else []
+        keys = [k for _, ks, _ in members for k in ks]
+        # One read: the policy's view and the operations' input (every stored event).
+        snapshots = keeper.store.read_snapshots(keys, ALL_EVENTS) if keys else {}
+        plans = self.policy.decide(self.planning.summaries(keeper, keys, at, snapshots))
         requests: list[Request] = []
         for plan in plans:
             for op in plan.ops:
@@ -234,17 +251,22 @@ class EventRounds:
                     self.planning.defer([Deferred(request, when.n)])
                 elif isinstance(when, At):
                     self.planning.plan_at((op.tenant, op.user_id), when.ts, request)
-        waiting = self._in_partition(self.planning.waiting_users(), partition)
+        partitions = tuple(p for p, _, _ in members)
+        waiting = [
+            k for p in partitions for k in self._in_partition(self.planning.waiting_users(), p)
+        ]
         requests += self.planning.due_after_events(waiting) + self.planning.due_at(at, waiting)
-        self._mark[partition] = keeper.settled_marks().get(
-            partition, self._mark.get(partition, 0.0)
-        )
-        since = self._next.get(partition, 0) if before is None else before
-        state = self._state(partition, since)
+        marks = keeper.settled_marks()
+        since: dict[int, int] = {}
+        for p, _, before in members:
+            self._mark[p] = marks.get(p, self._mark.get(p, 0.0))
+            since[p] = self._next.get(p, 0) if before is None else before
+        state = self._states(partitions, since)
         if requests:
-            result = self.planning.run_requests(keeper, requests, at, state)
+            result = self.planning.run_requests(keeper, requests, at, state, snapshots)
         else:
             self.planning.save(state)
             result = MaintainResult(0, 0)
         seconds = time.perf_counter() - started
-        return RoundResult(partition, at, before is None, plans, requests, result, seconds)
+        idle = all(before is None for _, _, before in members)
+        return RoundResult(partitions, at, idle, plans, requests, result, seconds)

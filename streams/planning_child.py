@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from memory_store.keeper import IngestResult, MaintainResult, MemoryKeeper
@@ -31,7 +31,7 @@ from memory_store.lifecycle import PlannedStep
 from memory_store.planner_state import PlannerStateStore
 from memory_store.rows import EventRecord
 from memory_store.store import UserKey
-from memory_store.tiers import Operation
+from memory_store.tiers import Operation, UserSnapshot
 from planner.plan import Plan, PlannedOp, params_for
 from planner.policies import ABSORB_OPS
 from planner.summary import LastRun, OperationClock, UserSummary, summarize
@@ -223,13 +223,24 @@ class PlanningState:
         return PlanRound(summaries, due, notices)
 
     def summaries(
-        self, keeper: MemoryKeeper, keys: Sequence[UserKey], at: float | None = None
+        self,
+        keeper: MemoryKeeper,
+        keys: Sequence[UserKey],
+        at: float | None = None,
+        read: Mapping[UserKey, UserSnapshot] | None = None,
     ) -> list[UserSummary]:
-        """The policy's view of ``keys`` at event time ``at`` (else each tenant's watermark)."""
+        """The policy's view of ``keys`` at event time ``at`` (else each tenant's watermark).
+
+        ``read``: the users' snapshots with every stored event, already read (a round's).
+        """
         if not keys:
             return []
         self._load(keys)
-        snapshots = keeper.store.read_snapshots(list(keys), keeper.params.max_events_per_user * 2)
+        limit = keeper.params.max_events_per_user * 2
+        if read is None:
+            snapshots = keeper.store.read_snapshots(list(keys), limit)
+        else:  # the newest ``limit`` events, as read_snapshots would give them
+            snapshots = {k: replace(read[k], events=read[k].events[-limit:]) for k in keys}
         return [
             summarize(
                 snapshots[key],
@@ -357,19 +368,21 @@ class PlanningState:
         requests: Sequence[Request],
         at: float | None = None,
         extra: dict[UserKey, str] | None = None,
+        read: Mapping[UserKey, UserSnapshot] | None = None,
     ) -> MaintainResult:
         """Run the planned maintenance operations and mark them on their users' clocks.
 
         An operation that runs also settles any deferred run of it for that user.
         ``at``: the event time they run at (else each tenant's watermark); ``extra``:
-        documents saved in the same write as the clocks (an event-time round's state).
+        documents saved in the same write as the clocks (an event-time round's state);
+        ``read``: snapshots (every stored event) already read for some of the users.
         """
         by_user: dict[UserKey, list[PlannedStep]] = {}
         for tenant, user_id, op_name, args, plan_id, why in requests:
             planned = PlannedOp(op=Operation(op_name), tenant=tenant, user_id=user_id, args=args)
             step = PlannedStep(planned.op, params_for(planned, keeper.params), plan_id, why)
             by_user.setdefault((tenant, user_id), []).append(step)
-        result = keeper.run_planned(list(by_user.items()), at)
+        result = keeper.run_planned(list(by_user.items()), at, read)
         self._load(by_user)
         for key, steps in by_user.items():
             clock = self.clock(key)
