@@ -52,7 +52,7 @@ def run_demo(
                 app_id="beliefstream-demo",
                 lancedb_uri=str(root / "lancedb"),
                 metrics_port=free_port(),
-                round_event_s=86_400.0,  # a day of event time per planner round
+                round_event_s=7 * 86_400.0,  # a week of event time per planner round
                 round_idle_s=2.0,  # the end of the replay: close the last round soon
                 _env_file=None,  # type: ignore[call-arg]
             )
