@@ -162,6 +162,9 @@ def demo(
 def bench_ingest(
     events: Annotated[int, typer.Option(help="Events pre-filled into the topic.")] = 50_000,
     event_bytes: Annotated[int, typer.Option(help="Approximate JSON size per event.")] = 1024,
+    round_clock: Annotated[
+        str, typer.Option(help="The worker's planner rounds: event (default) or wall.")
+    ] = "event",
     json_path: Annotated[Path, typer.Option("--json", help="Where to write the results.")] = Path(
         "bench-results/ingest.json"
     ),
@@ -169,7 +172,9 @@ def bench_ingest(
     """aiokafka vs no-op Faust vs the full pipeline vs Quix Streams, on one broker."""
     from streams.bench_ingest import run_ingest_bench
 
-    results = run_ingest_bench(events, console, event_bytes=event_bytes)
+    if round_clock not in ("event", "wall"):
+        raise typer.BadParameter("--round-clock must be event or wall")
+    results = run_ingest_bench(events, console, event_bytes=event_bytes, round_clock=round_clock)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     console.print_json(json.dumps(results))

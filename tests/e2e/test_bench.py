@@ -31,6 +31,7 @@ def test_bench_ingest_writes_every_figure(tmp_path: Path) -> None:
     run(["bench", "ingest", "--events", "20000", "--json", str(out)], timeout=900)
     result = json.loads(out.read_text())
     assert result["events"] == 20000 and result["event_bytes"] == 1024
+    assert result["round_clock"] == "event"  # the worker as deployed: rounds on event time
     for key in RATES:
         assert result[key] > 0, key
     assert result["ratio_vs_faust"] == pytest.approx(
