@@ -211,7 +211,8 @@ class IngestWorker:
         self.metrics.written.inc(outcome.inserted)
         self.metrics.duplicates.inc(outcome.valid - outcome.inserted)
         self.metrics.last_write.set(time.time())
-        self._commits_since_compact += 1
+        # A planner round commits as much as a batch (deltas, change log, planner state).
+        self._commits_since_compact += 1 + len(outcome.rounds)
         if self._commits_since_compact >= self.settings.compact_every_commits:
             self._schedule_compaction()
         return outcome
