@@ -358,10 +358,10 @@ class MemoryKeeper:
         notices: list[ChangeNotice] = []
         changed_users = 0
         ops: Counter[str] = Counter()
+        known = read or {}
         for start in range(0, len(keys), _MAINTAIN_SLICE):
             part = keys[start : start + _MAINTAIN_SLICE]
             # Every stored event: retention applies to all of them, however many.
-            known = read or {}
             snapshots = {k: known[k] for k in part if k in known}
             missing = [k for k in part if k not in known]
             if missing:

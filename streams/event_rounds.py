@@ -39,7 +39,8 @@ __all__ = ["EventRounds", "RoundResult"]
 
 @dataclass(frozen=True, slots=True)
 class RoundResult:
-    """One event-time round of one partition: its plans, what ran, what changed."""
+    """One event-time round (of the partitions whose rounds fell at one time): its plans,
+    what ran, what changed."""
 
     partitions: tuple[int, ...]  # the partitions whose rounds fell here at ``at`` (run as one)
     at: float
@@ -252,9 +253,8 @@ class EventRounds:
                 elif isinstance(when, At):
                     self.planning.plan_at((op.tenant, op.user_id), when.ts, request)
         partitions = tuple(p for p, _, _ in members)
-        waiting = [
-            k for p in partitions for k in self._in_partition(self.planning.waiting_users(), p)
-        ]
+        every = self.planning.waiting_users()
+        waiting = [k for p in partitions for k in self._in_partition(every, p)]
         requests += self.planning.due_after_events(waiting) + self.planning.due_at(at, waiting)
         marks = keeper.settled_marks()
         since: dict[int, int] = {}
