@@ -57,6 +57,11 @@ def _partition_of(user_id: str, partitions: int) -> int:
     return partition_for(user_id.encode(), partitions)
 
 
+# A partition's part in a round: its users, the crossing position (None: an idle close)
+# and the window the round opens.
+_Member = tuple[int, list[UserKey], int | None, int]
+
+
 def _round_key(partition: int) -> UserKey:
     return ("", f"round:{partition}")
 
@@ -166,11 +171,13 @@ class EventRounds:
                 result = keeper.ingest(batch)
                 self.planning.observe(keeper, result)
                 ingested.append(result)
-            opened = [p for p, c in pieces.items() if c.window is not None and c.before < 0]
+            opened = {
+                p: c.window for p, c in pieces.items() if c.window is not None and c.before < 0
+            }
             if opened:  # the first rounds ever opened: remember where they began
                 self.planning.save(self._states(opened, {}))
             closing = [
-                (p, piece.window * self.every_s, piece.before)
+                (p, piece.window, piece.before)
                 for p, piece in pieces.items()
                 if piece.window is not None and piece.before >= 0
             ]
@@ -190,23 +197,28 @@ class EventRounds:
         same whenever the quiet is noticed.
         """
         now = time.monotonic()
-        quiet: list[tuple[int, float | None, int | None]] = []
+        quiet: list[tuple[int, int, int | None]] = []
         for p, since in sorted(self._quiet_since.items()):
             if now - since < idle_s or p not in self._window:
                 continue
             if caught_up is not None and p not in caught_up:
                 continue
             del self._quiet_since[p]
-            quiet.append((p, None, None))
+            quiet.append((p, self._window[p], None))
         return [c for c in self._rounds(keeper, quiet) if c.plans or c.ran]
 
-    def _states(self, partitions: Sequence[int], since: dict[int, int]) -> dict[UserKey, str]:
-        """The partitions' round state documents, as saved with their rounds' clocks."""
+    def _states(self, windows: dict[int, int], since: dict[int, int]) -> dict[UserKey, str]:
+        """The partitions' round state documents, as saved with their rounds' clocks.
+
+        ``windows``: the round each partition is in once these rounds ran. Not the newest
+        one: the batch may cross more boundaries, and a restart after this save must
+        run their rounds.
+        """
         timed = self.planning.timed_users()
         docs = {}
-        for p in partitions:
+        for p, window in windows.items():
             self._since[p] = since.get(p, self._since.get(p, -1))
-            state = {"window": self._window[p], "mark": self._mark.get(p, 0.0),
+            state = {"window": window, "mark": self._mark.get(p, 0.0),
                      "since": self._since[p], "timed": self._in_partition(timed, p)}  # fmt: skip
             docs[_round_key(p)] = json.dumps(state)
         return docs
@@ -215,28 +227,28 @@ class EventRounds:
         return sorted(k for k in keys if _partition_of(k[1], self.partitions) == partition)
 
     def _rounds(
-        self, keeper: MemoryKeeper, closing: Sequence[tuple[int, float | None, int | None]]
+        self, keeper: MemoryKeeper, closing: Sequence[tuple[int, int, int | None]]
     ) -> list[RoundResult]:
-        """Run the rounds of ``closing`` (partition, time, crossing position), those at one
-        time as one: a user lives in one partition, so their users are disjoint, and one
-        read, one write and one save serve them all. Time None: an idle close, at the
-        newest event time of the users it maintains; position None: all seen so far."""
-        groups: dict[float, list[tuple[int, list[UserKey], int | None]]] = {}
-        for partition, at, before in closing:
+        """Run the rounds of ``closing`` (partition, window crossed into, crossing
+        position), those at one time as one: a user lives in one partition, so their users
+        are disjoint, and one read, one write and one save serve them all. Position None:
+        an idle close of the open window, of all seen so far, at the newest event time of
+        the users it maintains."""
+        groups: dict[float, list[_Member]] = {}
+        for partition, window, before in closing:
             keys = keeper.take_dirty(partition=partition, before=before)
-            if at is None:
+            at = window * self.every_s
+            if before is None:
                 extraction = Operation.EXTRACTION
                 clocks = (self.planning.clock(k).runs.get(extraction) for k in keys)
-                at = max([self._window[partition] * self.every_s, *(r.ts for r in clocks if r)])
-            groups.setdefault(at, []).append((partition, keys, before))
+                at = max([at, *(r.ts for r in clocks if r)])
+            groups.setdefault(at, []).append((partition, keys, before, window))
         return [self._round(keeper, at, members) for at, members in sorted(groups.items())]
 
-    def _round(
-        self, keeper: MemoryKeeper, at: float, members: list[tuple[int, list[UserKey], int | None]]
-    ) -> RoundResult:
+    def _round(self, keeper: MemoryKeeper, at: float, members: list[_Member]) -> RoundResult:
         """Decide for the users the partitions' rounds took, and run what is due at ``at``."""
         started = time.perf_counter()
-        keys = [k for _, ks, _ in members for k in ks]
+        keys = [k for _, ks, _, _ in members for k in ks]
         # One read: the policy's view and the operations' input (every stored event).
         snapshots = keeper.store.read_snapshots(keys, ALL_EVENTS) if keys else {}
         plans = self.policy.decide(self.planning.summaries(keeper, keys, at, snapshots))
@@ -252,21 +264,21 @@ class EventRounds:
                     self.planning.defer([Deferred(request, when.n)])
                 elif isinstance(when, At):
                     self.planning.plan_at((op.tenant, op.user_id), when.ts, request)
-        partitions = tuple(p for p, _, _ in members)
+        partitions = tuple(p for p, _, _, _ in members)
         every = self.planning.waiting_users()
         waiting = [k for p in partitions for k in self._in_partition(every, p)]
         requests += self.planning.due_after_events(waiting) + self.planning.due_at(at, waiting)
         marks = keeper.settled_marks()
         since: dict[int, int] = {}
-        for p, _, before in members:
+        for p, _, before, _ in members:
             self._mark[p] = marks.get(p, self._mark.get(p, 0.0))
             since[p] = self._next.get(p, 0) if before is None else before
-        state = self._states(partitions, since)
+        state = self._states({p: window for p, _, _, window in members}, since)
         if requests:
             result = self.planning.run_requests(keeper, requests, at, state, snapshots)
         else:
             self.planning.save(state)
             result = MaintainResult(0, 0)
         seconds = time.perf_counter() - started
-        idle = all(before is None for _, _, before in members)
+        idle = all(before is None for _, _, before, _ in members)
         return RoundResult(partitions, at, idle, plans, requests, result, seconds)

@@ -6,12 +6,16 @@ mapping and the LanceDB write run in a separate process rather than a thread:
 a thread would compete with Faust for the GIL. One process means one writer
 per table, so batch writes, maintenance and compactions never race; the
 child runs the ``MemoryKeeper`` (store, absorb, maintain) and MiniLM, loaded on
-first use.
+first use. Each call that writes the memory is one journal unit
+(``memory_store.journal``): a crash inside it is rolled back when the next
+writer starts, and the unit's input, never committed, is delivered again.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
+import logging
 import multiprocessing
 import os
 import threading
@@ -20,11 +24,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 from memory_store.cached_embedder import CachedEmbedder
 from memory_store.catalogue import open_catalogue
 from memory_store.embedding import MiniLMEmbedder
+from memory_store.journal import WriteJournal
 from memory_store.keeper import IngestResult, MaintainResult, MemoryKeeper
 from memory_store.operations import Narrator
 from memory_store.planner_state import open_planner_state
@@ -193,6 +198,10 @@ class LLMConfig:
 _narrator: Any = None
 _planning: PlanningState | None = None
 _rounds: EventRounds | None = None
+_journal: WriteJournal | None = None
+_log = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def _keeper_for(uri: str, config: LLMConfig, embedder: MiniLMEmbedder) -> MemoryKeeper:
@@ -223,7 +232,11 @@ def _open(
     codebook: CodebookParams | None = None,
     rounds: RoundsConfig | None = None,
 ) -> None:
-    global _keeper, _codebook, _rounds
+    global _keeper, _codebook, _rounds, _journal
+    _journal = WriteJournal(uri)
+    torn = _journal.recover()  # before anything reads the memory
+    if torn:
+        _log.warning("rolled back a unit of work a crash left open: %s", ", ".join(torn))
     embedder = MiniLMEmbedder()  # one model: the keeper's topics (cached) and item texts
     _keeper = _keeper_for(uri, config, embedder)
     if codebook is not None and codebook.enabled:
@@ -263,11 +276,25 @@ def _ready() -> MemoryKeeper:
     return _keeper
 
 
+def _unit(work: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``work`` as one journal unit: all of its writes land, or a restart undoes them."""
+
+    @functools.wraps(work)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        assert _journal is not None, "writer process not initialised"
+        with _journal.unit():
+            return work(*args, **kwargs)
+
+    return run
+
+
+@_unit
 def _write(rows: list[tuple[Any, ...]], limits: Limits) -> BatchOutcome:
     messages = list(map(Consumed._make, rows))
     return decode_and_write(_ready(), messages, time.time(), limits, _planner().observe, _rounds)
 
 
+@_unit
 def _write_items(rows: list[tuple[Any, ...]], limits: Limits) -> ItemsOutcome:
     items, dead = split_items(list(map(Consumed._make, rows)), time.time(), limits)
     keeper = _ready()
@@ -289,10 +316,12 @@ def _codebook_install() -> UpkeepOutcome:
     return UpkeepOutcome() if _codebook is None else _codebook.install_fits()
 
 
+@_unit
 def _plan_round(max_users: int | None) -> PlanRound:
     return _planner().plan_round(_ready(), max_users)
 
 
+@_unit
 def _recover(partitions: list[int]) -> MaintainOutcome:
     if _rounds is not None:
         rounds = _rounds
@@ -300,6 +329,7 @@ def _recover(partitions: list[int]) -> MaintainOutcome:
     return _maintained(lambda keeper: _planner().recover(keeper, partitions))
 
 
+@_unit
 def _close_idle(idle_s: float, caught_up: set[int]) -> list[RoundOutcome]:
     if _rounds is None:
         return []
@@ -307,6 +337,7 @@ def _close_idle(idle_s: float, caught_up: set[int]) -> list[RoundOutcome]:
     return [round_outcome(keeper, r) for r in _rounds.close_idle(keeper, idle_s, caught_up)]
 
 
+@_unit
 def _run_planned(requests: list[Request], deferred: list[Deferred]) -> MaintainOutcome:
     planning = _planner()
     planning.defer(deferred)

@@ -8,14 +8,24 @@ profiles and plans. Each example opens fresh stores, so examples are few.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
+import lancedb
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
+from lancedb.merge import LanceMergeInsertBuilder
+from lancedb.table import LanceTable
 
 from memory_store.compare import diff_stores
+from memory_store.journal import WriteJournal
 from memory_store.keeper import MemoryKeeper
+from memory_store.lance_tiers import CHANGES_TABLE
 from memory_store.operations import LifecycleParams
 from memory_store.planner_state import open_planner_state
 from memory_store.rows import EventRecord
@@ -51,18 +61,30 @@ class Writer:
     """One writer process: a keeper, its planning state and its rounds, over ``path``."""
 
     def __init__(self, path: Path, policy: Policy) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.journal = WriteJournal(str(path))
+        self.journal.recover()  # a torn batch of the last writer is rolled back first
         self.keeper: MemoryKeeper = keeper(path, PARAMS)
         self.keeper.add_items(list(catalogue("acme").values()))
         planning = PlanningState(open_planner_state(str(path)))
         self.rounds = EventRounds(planning, policy, EVERY_S, PARTITIONS)
-        self.rounds.recover(self.keeper, list(range(PARTITIONS)))
+        with self.journal.unit():
+            self.rounds.recover(self.keeper, list(range(PARTITIONS)))
         self.ran: list[RoundResult] = []
 
     def write(self, records: list[EventRecord]) -> None:
-        self.ran += self.rounds.ingest(self.keeper, records)[1]
+        with self.journal.unit():
+            self.ran += self.rounds.ingest(self.keeper, records)[1]
 
     def close(self) -> None:
-        self.ran += self.rounds.close_idle(self.keeper, 0.0)
+        with self.journal.unit():
+            self.ran += self.rounds.close_idle(self.keeper, 0.0)
+
+
+def effects(path: Path) -> list[tuple[str, str, str]]:
+    """The change log's effects: (chunk, operation, event) for every event a change applied."""
+    rows = lancedb.connect(str(path)).open_table(CHANGES_TABLE).to_arrow().to_pylist()
+    return sorted((r["chunk_id"] or "", r["op"], e) for r in rows for e in r["event_ids"])
 
 
 def plans(ran: list[RoundResult]) -> set[str]:
@@ -109,6 +131,7 @@ def test_rounds_on_event_time_give_one_memory_whatever_the_batches_and_crashes(
         found = diff_stores(clean.keeper.store, again.keeper.store)
         assert not found.differing, found.differing[:2]
         assert plans(first.ran) | plans(again.ran) == plans(clean.ran)
+        assert effects(path) == effects(Path(tmp) / "clean")
         assert any(r.result.users for r in clean.ran)  # maintenance did run
         users = clean.keeper.store.read_snapshots(clean.keeper.store.list_users("acme"))
         assert all(s.profile is not None for s in users.values() if s.chunks)
@@ -144,3 +167,79 @@ def test_a_quiet_partition_has_its_open_round_closed_once(tmp_path: Path) -> Non
     assert w.rounds.close_idle(w.keeper, 0.0) == []
     snap = w.keeper.store.read_snapshots([("acme", "u2")])[("acme", "u2")]
     assert snap.profile is not None
+
+
+class Crash(Exception):
+    """kill -9 in the middle of a write sequence."""
+
+
+@contextlib.contextmanager
+def crash_at(write: int) -> Iterator[None]:
+    """Every LanceDB write (merge-insert, add, delete) counts; the ``write``-th never lands."""
+    count = itertools.count(1)
+    merge, add, delete = LanceMergeInsertBuilder.execute, LanceTable.add, LanceTable.delete
+
+    def gate(real: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if next(count) == write:
+                raise Crash
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    with (
+        mock.patch.object(LanceMergeInsertBuilder, "execute", gate(merge)),
+        mock.patch.object(LanceTable, "add", gate(add)),
+        mock.patch.object(LanceTable, "delete", gate(delete)),
+    ):
+        yield
+
+
+@settings(max_examples=10, deadline=None, phases=_NO_SHRINK)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.sampled_from(KINDS), st.integers(0, 5)),
+        min_size=20,
+        max_size=120,
+    ),
+    st.sampled_from(["fixed", "rules"]),
+    st.integers(1, 80),
+    st.data(),
+)
+def test_a_crash_between_any_two_writes_of_a_batch_gives_the_same_memory(
+    raw: list[tuple[int, str, int]], policy_name: str, write: int, data: st.DataObject
+) -> None:
+    """The crash falls inside a batch: after its events landed but not its beliefs, after its
+    beliefs but not its change log, after a round's operations but not its saved state..."""
+    records = stream(raw)
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(records) - 1), max_size=6)))
+    bounds = list(zip([0, *cuts], [*cuts, len(records)], strict=True))
+
+    def policy() -> Policy:
+        return FixedIntervalPolicy(0.0) if policy_name == "fixed" else RulesPolicy()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clean = Writer(Path(tmp) / "clean", policy())
+        clean.write(records)
+        clean.close()
+
+        path = Path(tmp) / "cut"
+        crashed = len(bounds) - 1
+        first = Writer(path, policy())
+        with crash_at(write):
+            for k, (a, b) in enumerate(bounds):
+                try:
+                    first.write(records[a:b])
+                except Crash:
+                    crashed = k
+                    break
+        committed = data.draw(st.integers(0, crashed))  # the consumer's last commit
+        again = Writer(path, policy())
+        for a, b in bounds[committed:]:
+            again.write(records[a:b])
+        again.close()
+
+        found = diff_stores(clean.keeper.store, again.keeper.store)
+        assert not found.differing, found.differing[:2]
+        assert plans(first.ran) | plans(again.ran) == plans(clean.ran)
+        assert effects(path) == effects(Path(tmp) / "clean")
