@@ -15,12 +15,17 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
-import lancedb
 import pyarrow as pa
-from lancedb.index import BTree
 
 from memory_store.events import Item
-from memory_store.lance_tiers import create_keyed_table, quote
+from memory_store.lance.db import (
+    CLEANUP_OLDER_THAN,
+    compact,
+    connect,
+    open_or_create_keyed,
+    open_table,
+)
+from memory_store.lance_tiers import quote
 
 __all__ = [
     "ITEM_SCHEMA",
@@ -107,9 +112,9 @@ class LanceItemCatalogue:
         self,
         uri: str,
         cache_ttl_s: float | None = None,
-        cleanup_older_than: timedelta = timedelta(minutes=5),
+        cleanup_older_than: timedelta = CLEANUP_OLDER_THAN,
     ) -> None:
-        self._db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
+        self._db = connect(uri)
         self._ttl = cache_ttl_s
         self._cleanup_older_than = cleanup_older_than
         self._table: Any = None
@@ -118,10 +123,10 @@ class LanceItemCatalogue:
 
     def _open(self, create: bool) -> Any:
         if self._table is None:
-            if ITEMS_TABLE in self._db.list_tables().tables:
-                self._table = self._db.open_table(ITEMS_TABLE)
-            elif create:
-                self._table = create_keyed_table(self._db, ITEMS_TABLE, ITEM_SCHEMA, ITEM_KEY)
+            if create:
+                self._table = open_or_create_keyed(self._db, ITEMS_TABLE, ITEM_SCHEMA, ITEM_KEY)
+            else:
+                self._table = open_table(self._db, ITEMS_TABLE)
         return self._table
 
     def write_items(self, items: Sequence[Item]) -> int:
@@ -168,12 +173,7 @@ class LanceItemCatalogue:
 
     def compact(self) -> None:
         with self._lock:
-            table = self._open(create=False)
-            if table is None or table.count_rows() == 0:
-                return
-            if ITEM_KEY not in {cfg.columns[0] for cfg in table.list_indices()}:
-                table.create_index(ITEM_KEY, config=BTree(), replace=True)
-            table.optimize(cleanup_older_than=self._cleanup_older_than)
+            compact(self._open(create=False), (ITEM_KEY,), self._cleanup_older_than)
 
 
 def open_catalogue(uri: str, cache_ttl_s: float | None = None) -> ItemCatalogue:

@@ -10,16 +10,15 @@ in LanceDB and again on the rows it gets back.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from memory_store.catalogue import ITEMS_TABLE, item_from_row
 from memory_store.events import EventType, Interaction, Item
+from memory_store.lance.db import connect, open_table
 from memory_store.lance_store import EVENTS_TABLE
 from memory_store.lance_tiers import quote
 from memory_store.signals import evidence_weight
@@ -40,12 +39,12 @@ class CodebookSources:
     """The catalogue and event tables at ``uri``, read whole per tenant."""
 
     def __init__(self, uri: str) -> None:
-        self._db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
+        self._db = connect(uri)
         self._tables: dict[str, Any] = {}
 
     def _table(self, name: str) -> Any:
-        if name not in self._tables and name in self._db.list_tables().tables:
-            self._tables[name] = self._db.open_table(name)
+        if name not in self._tables and (table := open_table(self._db, name)) is not None:
+            self._tables[name] = table
         return self._tables.get(name)
 
     def tenants(self) -> set[str]:

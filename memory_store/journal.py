@@ -21,14 +21,13 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
 from typing import Any
 
-import lancedb
 import pyarrow as pa
 
+from memory_store.lance.db import connect, open_or_create_keyed, open_table
 from memory_store.lance_store import EVENTS_TABLE
-from memory_store.lance_tiers import CHANGES_TABLE, CHUNKS_TABLE, PROFILES_TABLE, create_keyed_table
+from memory_store.lance_tiers import CHANGES_TABLE, CHUNKS_TABLE, PROFILES_TABLE
 from memory_store.planner_state import STATE_TABLE
 
 __all__ = ["JOURNAL_TABLE", "MEMORY_TABLES", "WriteJournal"]
@@ -54,7 +53,7 @@ class WriteJournal:
     def __init__(
         self, uri: str, name: str = "writer", tables: Sequence[str] = MEMORY_TABLES
     ) -> None:
-        self._db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
+        self._db = connect(uri)
         self._name = name
         self._names = tuple(tables)
         self._tables: dict[str, Any] = {}
@@ -63,14 +62,14 @@ class WriteJournal:
 
     def _table(self, name: str) -> Any | None:
         if name not in self._tables:
-            if name not in self._db.list_tables().tables:
+            if (table := open_table(self._db, name)) is None:
                 return None
-            self._tables[name] = self._db.open_table(name)
+            self._tables[name] = table
         return self._tables[name]
 
     def _write(self, versions: dict[str, int | None] | None) -> None:
         if self._journal is None:
-            self._journal = create_keyed_table(self._db, JOURNAL_TABLE, _SCHEMA, _KEY)
+            self._journal = open_or_create_keyed(self._db, JOURNAL_TABLE, _SCHEMA, _KEY)
         row = {_KEY: self._name, "versions": json.dumps(versions), "open": versions is not None,
                "at": time.time()}  # fmt: skip
         batch = pa.Table.from_pylist([row], schema=_SCHEMA)
@@ -104,9 +103,9 @@ class WriteJournal:
 
     def recover(self) -> list[str]:
         """Roll back a unit the last writer left open; the tables it restored."""
-        if JOURNAL_TABLE not in self._db.list_tables().tables:
+        self._journal = open_table(self._db, JOURNAL_TABLE)
+        if self._journal is None:
             return []
-        self._journal = self._db.open_table(JOURNAL_TABLE)
         quoted = self._name.replace("'", "''")
         rows = self._journal.search().where(f"{_KEY} = '{quoted}'").to_list()
         if not rows or not rows[0]["open"]:

@@ -15,15 +15,17 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-import lancedb
-from lancedb.index import BTree
-
+from memory_store.lance.db import (
+    CLEANUP_OLDER_THAN,
+    compact,
+    connect,
+    open_or_create_keyed,
+    retry_commit_conflicts,
+)
 from memory_store.lance_tiers import (
     LanceTiers,
     all_rows,
-    create_keyed_table,
     quote,
-    retry_commit_conflicts,
     rows_for_users,
     user_filter,
     user_keys,
@@ -42,29 +44,14 @@ _INDEXED_COLUMNS = (EVENT_KEY, "user_id", "tenant")
 class LanceMemoryStore:
     """Memory tiers on LanceDB at a path or object-store URI."""
 
-    def __init__(self, uri: str, cleanup_older_than: timedelta = timedelta(minutes=5)) -> None:
+    def __init__(self, uri: str, cleanup_older_than: timedelta = CLEANUP_OLDER_THAN) -> None:
         self.uri = uri
         self._cleanup_older_than = cleanup_older_than
-        self._db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
-        self._events: Any
-        self._events = self._ensure_events_table()
+        self._db = connect(uri)
+        self._events: Any = open_or_create_keyed(self._db, EVENTS_TABLE, EVENT_SCHEMA, EVENT_KEY)
         self._lock = threading.Lock()
-        self._indexed = {cfg.columns[0] for cfg in self._events.list_indices()}
+        self._indexed: set[str] = set()
         self._tiers = LanceTiers(self._db, cleanup_older_than)
-
-    def _ensure_events_table(self) -> Any:
-        """Open or create the events table; safe when several workers start at once."""
-        for attempt in range(20):
-            if EVENTS_TABLE not in self._db.list_tables().tables:
-                break
-            try:
-                return self._db.open_table(EVENTS_TABLE)
-            except ValueError as exc:  # listed while another worker is still creating it
-                if "was not found" not in str(exc):
-                    raise
-            time.sleep(0.02 * (attempt + 1))
-        # The declared key lets merge_insert detect two writers inserting the same key.
-        return create_keyed_table(self._db, EVENTS_TABLE, EVENT_SCHEMA, EVENT_KEY)
 
     def write_events(self, records: Sequence[EventRecord]) -> WriteResult:
         if not records:
@@ -172,10 +159,4 @@ class LanceMemoryStore:
     def compact(self) -> None:
         with self._lock:
             self._tiers.compact()
-            if self._events.count_rows() == 0:
-                return
-            for column in _INDEXED_COLUMNS:
-                if column not in self._indexed:
-                    self._events.create_index(column, config=BTree(), replace=True)
-                    self._indexed.add(column)
-            self._events.optimize(cleanup_older_than=self._cleanup_older_than)
+            compact(self._events, _INDEXED_COLUMNS, self._cleanup_older_than, self._indexed)

@@ -10,13 +10,13 @@ nothing and an older chunk version never overwrites a newer one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow as pa
-from lancedb.index import BTree
 
+from memory_store.lance.db import compact, open_or_create_keyed, open_table
 from memory_store.tier_rows import (
     CHANGE_KEY,
     CHANGE_SCHEMA,
@@ -34,17 +34,13 @@ from memory_store.tier_rows import (
 )
 from memory_store.tiers import Delta, Operation, PreferenceChunk, Profile
 
-T = TypeVar("T")
-
 __all__ = [
     "CHANGES_TABLE",
     "CHUNKS_TABLE",
     "PROFILES_TABLE",
     "LanceTiers",
     "all_rows",
-    "create_keyed_table",
     "quote",
-    "retry_commit_conflicts",
     "rows_for_users",
     "user_filter",
     "user_keys",
@@ -63,52 +59,6 @@ _INDEXED = {
 _NEWER = "target.version < source.version"
 _USERS_PER_QUERY = 500
 _OP_ORDER = {op.value: n for n, op in enumerate(Operation)}
-
-
-def retry_commit_conflicts(write: Callable[[], T], attempts: int = 10) -> T:
-    """``write()``, again after a commit conflict with another writer (idempotent writes only).
-
-    A worker declaring a new table's primary key commits while another one is already
-    writing to it; LanceDB then refuses the writer's commit as incompatible.
-    """
-    for attempt in range(attempts):
-        try:
-            return write()
-        except (ValueError, RuntimeError) as exc:
-            if attempt == attempts - 1 or not _is_conflict(exc):
-                raise
-        time.sleep(0.02 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def _is_conflict(exc: Exception) -> bool:
-    return "ncompatible transaction" in str(exc) or "onflict" in str(exc)
-
-
-def create_keyed_table(db: Any, name: str, schema: pa.Schema, key: str) -> Any:
-    """Create or open ``name`` with ``key`` declared as its primary key.
-
-    Safe when several workers start at once: one declaration wins, the others
-    see "already set", or a commit conflict after which they look again.
-    """
-    try:
-        table = db.create_table(name, schema=schema, exist_ok=True)
-    except ValueError as exc:  # another worker created it and already declared its key
-        if "does not match existing table schema" not in str(exc):
-            raise
-        table = db.open_table(name)
-    for attempt in range(20):
-        try:
-            table.set_unenforced_primary_key(key)
-            return table
-        except (ValueError, RuntimeError) as exc:
-            if "already set" in str(exc) or "changed once set" in str(exc):
-                return table
-            if not _is_conflict(exc):
-                raise
-        time.sleep(0.02 * (attempt + 1))
-        table = db.open_table(name)
-    raise RuntimeError(f"could not declare the primary key of LanceDB table {name!r}")
 
 
 def quote(value: str) -> str:
@@ -176,18 +126,18 @@ class LanceTiers:
 
     def _open(self, name: str) -> Any | None:
         """The table if it exists (possibly created by another process since we looked)."""
-        if name not in self._tables and name in self._db.list_tables().tables:
-            self._tables[name] = self._db.open_table(name)
-        return self._tables.get(name)
+        if name not in self._tables:
+            table = open_table(self._db, name)
+            if table is None:
+                return None
+            self._tables[name] = table
+        return self._tables[name]
 
     def _ensure(self, name: str, schema: pa.Schema) -> Any:
         """Open or create a table with its primary key; safe when several writers start."""
-        table = self._open(name)
-        if table is not None:
-            return table
-        table = create_keyed_table(self._db, name, schema, _KEYS[name])
-        self._tables[name] = table
-        return table
+        if name not in self._tables:
+            self._tables[name] = open_or_create_keyed(self._db, name, schema, _KEYS[name])
+        return self._tables[name]
 
     def read(
         self, keys: Sequence[tuple[str, str]]
@@ -291,14 +241,5 @@ class LanceTiers:
     def compact(self) -> None:
         """Index the read keys of every non-empty table and merge its fragments."""
         for name, columns in _INDEXED.items():
-            table = self._open(name)
-            if table is None or table.count_rows() == 0:
-                continue
-            indexed = self._indexed.setdefault(
-                name, {cfg.columns[0] for cfg in table.list_indices()}
-            )
-            for column in columns:
-                if column not in indexed:
-                    table.create_index(column, config=BTree(), replace=True)
-                    indexed.add(column)
-            table.optimize(cleanup_older_than=self._cleanup_older_than)
+            indexed = self._indexed.setdefault(name, set())
+            compact(self._open(name), columns, self._cleanup_older_than, indexed)

@@ -17,11 +17,16 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
-import lancedb
 import pyarrow as pa
-from lancedb.index import BTree
 
-from memory_store.lance_tiers import create_keyed_table, rows_for_users
+from memory_store.lance.db import (
+    CLEANUP_OLDER_THAN,
+    compact,
+    connect,
+    open_or_create_keyed,
+    open_table,
+)
+from memory_store.lance_tiers import rows_for_users
 from memory_store.store import UserKey
 
 __all__ = ["STATE_TABLE", "InMemoryPlannerState", "PlannerStateStore", "open_planner_state"]
@@ -62,19 +67,19 @@ def _state_key(key: UserKey) -> str:
 class LancePlannerState:
     """Planner state in a LanceDB table next to the memory tiers (same URI)."""
 
-    def __init__(self, uri: str, cleanup_older_than: timedelta = timedelta(minutes=5)) -> None:
-        self._db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
+    def __init__(self, uri: str, cleanup_older_than: timedelta = CLEANUP_OLDER_THAN) -> None:
+        self._db = connect(uri)
         self._table: Any = None
         self._lock = threading.Lock()
         self._cleanup_older_than = cleanup_older_than
-        self._indexed = False
+        self._indexed: set[str] = set()
 
     def _open(self, create: bool) -> Any:
         if self._table is None:
-            if STATE_TABLE in self._db.list_tables().tables:
-                self._table = self._db.open_table(STATE_TABLE)
-            elif create:
-                self._table = create_keyed_table(self._db, STATE_TABLE, _SCHEMA, _KEY)
+            if create:
+                self._table = open_or_create_keyed(self._db, STATE_TABLE, _SCHEMA, _KEY)
+            else:
+                self._table = open_table(self._db, STATE_TABLE)
         return self._table
 
     def load(self, keys: Sequence[UserKey]) -> dict[UserKey, str]:
@@ -103,15 +108,7 @@ class LancePlannerState:
     def compact(self) -> None:
         with self._lock:
             table = self._open(create=False)
-            if table is None or table.count_rows() == 0:
-                return
-            if not self._indexed:
-                indexed = {cfg.columns[0] for cfg in table.list_indices()}
-                for column in ("user_id", "tenant"):
-                    if column not in indexed:
-                        table.create_index(column, config=BTree(), replace=True)
-                self._indexed = True
-            table.optimize(cleanup_older_than=self._cleanup_older_than)
+            compact(table, ("user_id", "tenant"), self._cleanup_older_than, self._indexed)
 
 
 class InMemoryPlannerState:

@@ -105,15 +105,16 @@ def code_recall(
 
 def ivf_pq(x: Tensor, users: Tensor, truth: Sequence[set[int]], k: int = K) -> dict[str, Any]:
     """LanceDB's IVF_PQ on the same vectors: build time, recall@k and time per query."""
-    import lancedb
     from lancedb.index import IvfPq
+
+    from memory_store.lance.db import connect
 
     n, dim = x.shape
     partitions = max(1, round(n**0.5))
     sub_vectors = next(s for s in (48, 32, 24, 16, 8, 4, 2, 1) if dim % s == 0)
     nprobes = max(4, round(NPROBES_FRACTION * partitions))  # a floor for small catalogues
     with tempfile.TemporaryDirectory(prefix="bench-ivfpq-") as workdir:
-        db = lancedb.connect(workdir)
+        db = connect(workdir)
         flat = pa.array(x.numpy().astype(np.float32).reshape(-1))
         data = pa.table(
             {"id": pa.array(np.arange(n)), "vector": pa.FixedSizeListArray.from_arrays(flat, dim)}

@@ -20,18 +20,23 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from lancedb.index import BTree
 from torch import Tensor
 
 from memory_store.codebook.index import Address, CodeIndex
 from memory_store.codebook.item2vec import ItemVectors
 from memory_store.codebook.model import FacetSpec, MultiFacetIndexModel
-from memory_store.lance_tiers import create_keyed_table, quote
+from memory_store.lance.db import (
+    CLEANUP_OLDER_THAN,
+    compact,
+    connect,
+    open_or_create_keyed,
+    open_table,
+)
+from memory_store.lance_tiers import quote
 
 __all__ = ["CODES_TABLE", "MODELS_TABLE", "CodeRows", "CodebookStore", "StoredIndex", "StoredModel"]
 
@@ -122,19 +127,19 @@ def _matrix(column: pa.ChunkedArray, dtype: type[np.generic]) -> np.ndarray[Any,
 class CodebookStore:
     """``item_codes`` and ``codebook_models`` beside the memory at ``uri``."""
 
-    def __init__(self, uri: str, cleanup_older_than: timedelta = timedelta(minutes=5)) -> None:
-        self._db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
+    def __init__(self, uri: str, cleanup_older_than: timedelta = CLEANUP_OLDER_THAN) -> None:
+        self._db = connect(uri)
         self._cleanup_older_than = cleanup_older_than
         self._tables: dict[str, Any] = {}
 
     def _open(self, name: str, schema: pa.Schema | None = None) -> Any:
         """The table if it exists; created with its primary key when ``schema`` is given."""
         if name not in self._tables:
-            if name in self._db.list_tables().tables:
-                self._tables[name] = self._db.open_table(name)
-            elif schema is not None:
+            if schema is not None:
                 key = _CODE_KEY if name == CODES_TABLE else _MODEL_KEY
-                self._tables[name] = create_keyed_table(self._db, name, schema, key)
+                self._tables[name] = open_or_create_keyed(self._db, name, schema, key)
+            elif (table := open_table(self._db, name)) is not None:
+                self._tables[name] = table
         return self._tables.get(name)
 
     def save_model(
@@ -287,11 +292,4 @@ class CodebookStore:
     def compact(self) -> None:
         """Index the keys and merge fragments; run by the single writer, now and then."""
         for name, columns in ((CODES_TABLE, (_CODE_KEY, "tenant")), (MODELS_TABLE, ("tenant",))):
-            table = self._open(name)
-            if table is None or table.count_rows() == 0:
-                continue
-            indexed = {cfg.columns[0] for cfg in table.list_indices()}
-            for column in columns:
-                if column not in indexed:
-                    table.create_index(column, config=BTree(), replace=True)
-            table.optimize(cleanup_older_than=self._cleanup_older_than)
+            compact(self._open(name), columns, self._cleanup_older_than)

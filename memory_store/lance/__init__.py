@@ -1,0 +1,1 @@
+"""LanceDB plumbing shared by every table of the memory (see ``db``)."""

@@ -1,0 +1,134 @@
+"""The one LanceDB seam: connect, open or create a keyed table, compact.
+
+Every table of the memory (events, chunks, profiles, changes, items, codes,
+models, planner state, the write journal) is reached through these, so a
+change of storage (an ``s3://`` URI and its options, a connection cache) or of
+upkeep (which index, how long old versions stay) is made in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import lancedb
+import pyarrow as pa
+from lancedb.index import BTree
+
+__all__ = [
+    "CLEANUP_OLDER_THAN",
+    "compact",
+    "connect",
+    "open_or_create_keyed",
+    "open_table",
+    "retry_commit_conflicts",
+]
+
+T = TypeVar("T")
+
+#: Versions older than this are removed by ``compact``; a reader holding an older
+#: version (or a journal about to restore one) must not need it for longer.
+CLEANUP_OLDER_THAN = timedelta(minutes=5)
+
+
+def connect(uri: str) -> Any:
+    """A connection to the memory at ``uri`` (a path or an object-store URI).
+
+    Reads see every commit at once (``read_consistency_interval=0``): the
+    writer, the planner and the reader of one process share no cache to go stale.
+    """
+    return lancedb.connect(uri, read_consistency_interval=timedelta(0))
+
+
+def open_table(db: Any, name: str) -> Any | None:
+    """The table if it exists, else ``None``.
+
+    A table another worker is still creating can be listed before it opens; that
+    case is retried, any other error is raised.
+    """
+    for attempt in range(20):
+        if name not in db.list_tables().tables:
+            return None
+        try:
+            return db.open_table(name)
+        except ValueError as exc:
+            if "was not found" not in str(exc):
+                raise
+        time.sleep(0.02 * (attempt + 1))
+    raise RuntimeError(f"LanceDB table {name!r} is listed but does not open")
+
+
+def open_or_create_keyed(db: Any, name: str, schema: pa.Schema, key: str) -> Any:
+    """Open ``name``, or create it with ``key`` declared as its primary key.
+
+    The declared key lets ``merge_insert`` detect two writers inserting one key.
+    Safe when several workers start at once: one declaration wins, the others
+    see "already set", or a commit conflict after which they look again.
+    """
+    existing = open_table(db, name)
+    if existing is not None:
+        return existing
+    try:
+        table = db.create_table(name, schema=schema, exist_ok=True)
+    except ValueError as exc:  # another worker created it and already declared its key
+        if "does not match existing table schema" not in str(exc):
+            raise
+        table = db.open_table(name)
+    for attempt in range(20):
+        try:
+            table.set_unenforced_primary_key(key)
+            return table
+        except (ValueError, RuntimeError) as exc:
+            if "already set" in str(exc) or "changed once set" in str(exc):
+                return table
+            if not _is_conflict(exc):
+                raise
+        time.sleep(0.02 * (attempt + 1))
+        table = db.open_table(name)
+    raise RuntimeError(f"could not declare the primary key of LanceDB table {name!r}")
+
+
+def compact(
+    table: Any | None,
+    columns: Iterable[str],
+    cleanup_older_than: timedelta = CLEANUP_OLDER_THAN,
+    indexed: set[str] | None = None,
+) -> None:
+    """Index ``columns`` (B-tree) where not yet indexed and merge the table's fragments.
+
+    Nothing happens to a missing or empty table (an index needs rows). ``indexed``
+    carries what is known to be indexed from one call to the next, so a writer
+    that compacts often does not list the indices each time.
+    """
+    if table is None or table.count_rows() == 0:
+        return
+    known = indexed if indexed is not None else set()
+    if not known:
+        known.update(cfg.columns[0] for cfg in table.list_indices())
+    for column in columns:
+        if column not in known:
+            table.create_index(column, config=BTree(), replace=True)
+            known.add(column)
+    table.optimize(cleanup_older_than=cleanup_older_than)
+
+
+def retry_commit_conflicts(write: Callable[[], T], attempts: int = 10) -> T:
+    """``write()``, again after a commit conflict with another writer (idempotent writes only).
+
+    A worker declaring a new table's primary key commits while another one is already
+    writing to it; LanceDB then refuses the writer's commit as incompatible.
+    """
+    for attempt in range(attempts):
+        try:
+            return write()
+        except (ValueError, RuntimeError) as exc:
+            if attempt == attempts - 1 or not _is_conflict(exc):
+                raise
+        time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _is_conflict(exc: Exception) -> bool:
+    return "ncompatible transaction" in str(exc) or "onflict" in str(exc)
