@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streams.kafka.options import HEARTBEAT_INTERVAL_MS, SESSION_TIMEOUT_MS
+
 __all__ = ["CONTENDERS", "main"]
 
 EXIT_TIMEOUT = 3
@@ -39,7 +41,11 @@ _ROOTS = sorted(
     key=len,
     reverse=True,
 )
-_GROUP_TIMING = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 2000}
+# Every contender waits out a crash as long as the worker does (streams.kafka.options).
+_GROUP_TIMING = {
+    "session_timeout_ms": SESSION_TIMEOUT_MS,
+    "heartbeat_interval_ms": HEARTBEAT_INTERVAL_MS,
+}
 
 
 class _Clock:
@@ -137,8 +143,8 @@ def run_faust_default(args: argparse.Namespace, clock: _Clock) -> None:
     app = faust.App(
         args.group,
         broker=f"kafka://{args.bootstrap}",
-        broker_session_timeout=6,
-        broker_heartbeat_interval=2,
+        broker_session_timeout=SESSION_TIMEOUT_MS / 1000,
+        broker_heartbeat_interval=HEARTBEAT_INTERVAL_MS / 1000,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
     )
@@ -245,7 +251,10 @@ def run_quix(args: argparse.Namespace, clock: _Clock) -> None:
         auto_offset_reset="earliest",
         state_dir=args.state_dir,
         loglevel="WARNING",
-        consumer_extra_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 2000},
+        consumer_extra_config={
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
+            "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
+        },
     )
     sdf = app.dataframe(app.topic(args.topic, value_deserializer="json"))
 

@@ -26,6 +26,7 @@ from memory_store.change_notice import ChangeNotice, encode_notices
 from streams.batch import Consumed, DeadLetter, dead_letter_headers
 from streams.codebook_child import CodebookParams, IndexOutcome, UpkeepOutcome
 from streams.contract import Limits
+from streams.kafka.options import faust_options
 from streams.metrics import WorkerMetrics
 from streams.planning import PlannerLoop
 from streams.settings import Settings
@@ -50,27 +51,13 @@ _FIT_POLL_S = 1.0
 
 def faust_app(settings: Settings) -> faust.App:
     """A Faust app tuned for throughput on raw bytes (see the ingest benchmark notes)."""
-    credentials = None
-    if settings.security_protocol != "PLAINTEXT":
-        credentials = _credentials(settings)
     return faust.App(
         settings.app_id,
-        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
-        broker_credentials=credentials,
+        **faust_options(settings),
         value_serializer="raw",
         key_serializer="raw",
-        consumer_auto_offset_reset="earliest",
-        consumer_max_fetch_size=8 * 1024 * 1024,
-        broker_max_poll_records=5000,
         stream_buffer_maxsize=65536,
         stream_wait_empty=False,
-        broker_commit_every=10_000,
-        broker_commit_interval=1.0,
-        broker_session_timeout=6,
-        broker_heartbeat_interval=2,
-        topic_partitions=settings.partitions,
-        topic_allow_declare=False,
-        producer_max_batch_size=16384,
         web_enabled=False,
         store="memory://",
         # Tables live in memory: Faust's data folder holds nothing, so keep it out of the cwd.
@@ -83,18 +70,6 @@ def _faust_dir() -> Path:
     folder = Path(tempfile.gettempdir()) / "beliefstream-faust"
     folder.mkdir(exist_ok=True)
     return folder
-
-
-def _credentials(settings: Settings) -> Any:
-    context = settings.aiokafka_options().get("ssl_context")
-    if settings.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(
-            username=settings.sasl_username,
-            password=settings.sasl_password,
-            mechanism=settings.sasl_mechanism,
-            ssl_context=context,
-        )
-    return faust.SSLCredentials(context)
 
 
 class IngestWorker:

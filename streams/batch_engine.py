@@ -31,6 +31,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 
 from streams.batch import Consumed
+from streams.kafka.options import group_consumer_options
 
 if TYPE_CHECKING:
     from streams.app import IngestWorker
@@ -80,17 +81,7 @@ class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
     async def run(self) -> None:
         s, feed = self.settings, self.feed
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers.split(","),
-            group_id=feed.group,
-            client_id=feed.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            fetch_max_wait_ms=int(min(feed.batch_seconds, 0.5) * 1000),
-            max_poll_records=feed.batch_size,
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=2000,
-            **s.aiokafka_options(),
+            **group_consumer_options(s, feed.group, feed.batch_size, feed.batch_seconds)
         )
         self._consumer = consumer
         consumer.subscribe([self.topic], listener=self)

@@ -20,6 +20,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from memory_store.change_notice import ChangeNotice, decode_notices
+from streams.kafka.options import reader_options
 from streams.settings import Settings
 
 __all__ = ["ChangeFeed", "FeedStats"]
@@ -82,13 +83,8 @@ class ChangeFeed:
         while not self._stop.is_set():
             consumer: Any = None
             try:
-                consumer = KafkaConsumer(
-                    bootstrap_servers=self._settings.bootstrap_servers.split(","),
-                    client_id=f"{self._settings.app_id}-change-feed",
-                    group_id=None,
-                    enable_auto_commit=False,
-                    **self._settings.kafka_client_options(),
-                )
+                client = f"{self._settings.app_id}-change-feed"
+                consumer = KafkaConsumer(**reader_options(self._settings, client, reset="latest"))
                 from_beginning = self._assign(consumer, from_beginning)
                 while not self._stop.is_set():
                     for tp, records in consumer.poll(timeout_ms=_POLL_MS).items():

@@ -30,6 +30,7 @@ from rich.progress import (
 from rich.text import Text
 
 from streams.datasets import Dataset
+from streams.kafka.options import producer_options
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -69,14 +70,7 @@ async def replay_async(
     if rate is not None and rate <= 0:
         raise ValueError(f"rate must be positive events per second, got {rate}")
     await asyncio.to_thread(ensure_topics, settings)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers.split(","),
-        client_id=f"{settings.app_id}-replay",
-        acks=1,
-        linger_ms=5,
-        max_batch_size=256 * 1024,
-        **settings.aiokafka_options(),
-    )
+    producer = AIOKafkaProducer(**producer_options(settings, f"{settings.app_id}-replay"))
     await producer.start()
     try:
         started = time.perf_counter()

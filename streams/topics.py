@@ -14,6 +14,7 @@ import time
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from streams.kafka.options import admin_options
 from streams.settings import Settings
 
 __all__ = ["ensure_topics"]
@@ -37,11 +38,7 @@ def ensure_topics(
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=settings.bootstrap_servers.split(","),
-                client_id=f"{settings.app_id}-admin",
-                **settings.kafka_client_options(),
-            )
+            admin = KafkaAdminClient(**admin_options(settings))
             break
         except KafkaError:
             if time.monotonic() > deadline:

@@ -28,6 +28,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from streams.kafka.options import reader_options
 from streams.processes import WorkerProcess
 from streams.settings import Settings
 
@@ -72,14 +73,7 @@ class PlanLog:
     """Every record on a worker's plans topic, read without a consumer group."""
 
     def __init__(self, settings: Settings) -> None:
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers.split(","),
-            client_id=f"{settings.app_id}-eval-plans",
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            **settings.kafka_client_options(),
-        )
+        self._consumer = KafkaConsumer(**reader_options(settings, f"{settings.app_id}-eval-plans"))
         parts = [TopicPartition(settings.topic_plans, p) for p in range(settings.partitions)]
         self._consumer.assign(parts)
         self._consumer.seek_to_beginning(*parts)

@@ -1,0 +1,1 @@
+"""Kafka at the edges: client options and topics, for every process that talks to a broker."""
