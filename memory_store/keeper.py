@@ -21,7 +21,7 @@ from memory_store.catalogue import ItemCatalogue
 from memory_store.change_notice import ChangeNotice
 from memory_store.events import Interaction, Item
 from memory_store.item_tagging import ItemTagger, tag_items
-from memory_store.lifecycle import MAINTENANCE_ORDER, PlannedStep, maintain, run_planned
+from memory_store.lifecycle import PlannedStep, run_planned
 from memory_store.operations import Embedder, LifecycleParams, Narrator, absorb_stream
 from memory_store.rows import EventRecord
 from memory_store.store import ALL_EVENTS, MemoryStore, UserDelta, UserKey
@@ -318,15 +318,6 @@ class MemoryKeeper:
         """Event-time "now" for a user: the tenant's watermark, else the user's newest event."""
         return self.watermarks.get(tenant, max((e.ts for e in snapshot.events), default=0.0))
 
-    def maintain(self, max_users: int | None = None, plan_id: str | None = None) -> MaintainResult:
-        """Consolidate, forget and resynthesise the users touched since the last pass.
-
-        Users whose fold waited for items that arrived since are folded on first,
-        so items that arrived after their interactions still count.
-        """
-        self.resolve_late_items(plan_id)
-        return self.run_for(self.take_dirty(max_users), None, plan_id)
-
     def run_planned(
         self,
         requests: Sequence[tuple[UserKey, Sequence[PlannedStep]]],
@@ -341,17 +332,16 @@ class MemoryKeeper:
         steps: dict[UserKey, list[PlannedStep]] = {}
         for key, chosen in requests:
             steps.setdefault(key, []).extend(chosen)
-        return self.run_for(list(steps), steps, None, at, read)
+        return self._run_steps(list(steps), steps, at, read)
 
-    def run_for(
+    def _run_steps(
         self,
         keys: list[UserKey],
-        steps: dict[UserKey, list[PlannedStep]] | None,
-        plan_id: str | None,
-        at: float | None = None,
-        read: Mapping[UserKey, UserSnapshot] | None = None,
+        steps: dict[UserKey, list[PlannedStep]],
+        at: float | None,
+        read: Mapping[UserKey, UserSnapshot] | None,
     ) -> MaintainResult:
-        """Maintain ``keys``: everything (``steps`` None, the fixed pass) or the planned steps.
+        """Run each user's planned steps, a slice of users per bulk read and write.
 
         ``read``: snapshots with every stored event, already read (the rest are read here).
         """
@@ -369,13 +359,13 @@ class MemoryKeeper:
             snapshots = {k: snapshots[k] for k in part}  # the order of ``keys``
             if isinstance(self.embed, CachedEmbedder):
                 probe, noted = self.embed.dry_run()
-                self._maintained(snapshots, probe, plan_id, steps, at)
+                self._maintained(snapshots, probe, steps, at)
                 self.embed(noted)
-            deltas = self._maintained(snapshots, self.embed, plan_id, steps, at)
-            self.store.write_deltas(deltas, plan_id)
+            deltas = self._maintained(snapshots, self.embed, steps, at)
+            self.store.write_deltas(deltas)
             changed_users += len(deltas)
             for key in part:
-                chosen = MAINTENANCE_ORDER if steps is None else [step.op for step in steps[key]]
+                chosen = [step.op for step in steps[key]]
                 ops.update(op.value for op in chosen if op is not Operation.RESYNTHESIS)
             ops.update(Operation.RESYNTHESIS.value for d in deltas if d.delta.profile is not None)
             notices += self._notices((d.tenant, d.user_id) for d in deltas)
@@ -385,18 +375,14 @@ class MemoryKeeper:
         self,
         snapshots: dict[UserKey, UserSnapshot],
         embed: Embedder,
-        plan_id: str | None,
-        steps: dict[UserKey, list[PlannedStep]] | None,
+        steps: dict[UserKey, list[PlannedStep]],
         at: float | None,
     ) -> list[UserDelta]:
         """Each user's maintenance delta; only the non-empty ones."""
         deltas: list[UserDelta] = []
         for (tenant, user_id), snap in snapshots.items():
             now = self.now_for(tenant, snap) if at is None else at
-            if steps is None:
-                delta = maintain(snap, now, self.params, embed, self.narrate, plan_id)
-            else:
-                delta = run_planned(snap, steps[(tenant, user_id)], now, embed, self.narrate)
+            delta = run_planned(snap, steps[(tenant, user_id)], now, embed, self.narrate)
             if not delta.is_empty:
                 deltas.append(UserDelta(tenant, user_id, delta))
         return deltas

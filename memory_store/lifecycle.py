@@ -33,7 +33,6 @@ __all__ = [
     "MAINTENANCE_ORDER",
     "PlannedStep",
     "absorb",
-    "maintain",
     "profile_is_stale",
     "run_planned",
 ]
@@ -61,25 +60,6 @@ def profile_is_stale(snapshot: UserSnapshot, now: float, params: LifecycleParams
         return True
     sources = tuple((c.chunk_id, c.version) for c in top_chunks(snapshot, now, params))
     return snapshot.profile.sources != sources
-
-
-def maintain(
-    snapshot: UserSnapshot,
-    now: float,
-    params: LifecycleParams,
-    embed: Embedder,
-    narrate: Narrator | None = None,
-    plan_id: str | None = None,
-) -> Delta:
-    """Consolidate near-duplicates, forget what decayed or expired, then refresh the profile."""
-    merged = consolidation(snapshot, params, plan_id)
-    snapshot = apply_delta(snapshot, merged)
-    forgotten = forgetting(snapshot, now, params, plan_id)
-    snapshot = apply_delta(snapshot, forgotten)
-    steps = [merged, forgotten]
-    if profile_is_stale(snapshot, now, params):
-        steps.append(resynthesis(snapshot, now, params, embed, narrate, plan_id))
-    return Delta.merge(*steps)
 
 
 # The maintenance operations a plan may ask for, in the order they compose.

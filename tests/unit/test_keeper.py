@@ -10,8 +10,14 @@ from hypothesis import strategies as st
 
 from memory_store.catalogue import open_catalogue
 from memory_store.events import Interaction, Item
-from memory_store.keeper import CachedEmbedder, MemoryKeeper
-from memory_store.lifecycle import PlannedStep, absorb, maintain, profile_is_stale
+from memory_store.keeper import CachedEmbedder, MaintainResult, MemoryKeeper
+from memory_store.lifecycle import (
+    MAINTENANCE_ORDER,
+    PlannedStep,
+    absorb,
+    profile_is_stale,
+    run_planned,
+)
 from memory_store.operations import extraction, reinforcement, weakening
 from memory_store.rows import EventRecord
 from memory_store.store import open_store
@@ -27,6 +33,17 @@ def keeper(path: Path, clock: float = 2e9) -> MemoryKeeper:
         open_store(str(path)), open_catalogue(str(path)), CachedEmbedder(fake_embed),
         clock=lambda: clock,
     )  # fmt: skip
+
+
+EVERYTHING = [PlannedStep(op, P) for op in MAINTENANCE_ORDER]
+
+
+def maintain_all(k: MemoryKeeper) -> MaintainResult:
+    """What a fixed-policy round does: fold late items on, then every operation for every
+    user touched since the last round."""
+    k.resolve_late_items()
+    steps = [PlannedStep(op, k.params) for op in MAINTENANCE_ORDER]
+    return k.run_planned([(key, steps) for key in k.take_dirty()])
 
 
 def records(events: Sequence[Interaction]) -> list[EventRecord]:
@@ -81,12 +98,12 @@ def test_maintain_refreshes_the_profile_only_when_its_sources_changed() -> None:
     snap = UserSnapshot("acme", "u1", events=tuple(events))
     snap = apply_delta(snap, absorb(snap, events, items, P, fake_embed))
     assert profile_is_stale(snap, T0 + DAY, P)
-    snap = apply_delta(snap, maintain(snap, T0 + DAY, P, fake_embed))
+    snap = apply_delta(snap, run_planned(snap, EVERYTHING, T0 + DAY, fake_embed))
     assert snap.profile is not None and snap.profile.version == 1
     assert not profile_is_stale(snap, T0 + DAY, P)
-    assert maintain(snap, T0 + DAY, P, fake_embed).is_empty
+    assert run_planned(snap, EVERYTHING, T0 + DAY, fake_embed).is_empty
     # Years later every belief has decayed away and every event expired.
-    gone = apply_delta(snap, maintain(snap, T0 + 900 * DAY, P, fake_embed))
+    gone = apply_delta(snap, run_planned(snap, EVERYTHING, T0 + 900 * DAY, fake_embed))
     assert not gone.chunks and not gone.events
     assert gone.profile is not None and gone.profile.version == 2
 
@@ -126,14 +143,14 @@ def test_maintenance_uses_event_time_and_counts_late_items(tmp_path: Path) -> No
     k.ingest(records(some_events("acme", "u1", 0, 20, OLD)))  # items not known yet
     assert not snapshot(k, "acme", "u1").chunks
     k.add_items(list(catalogue("acme").values()))
-    result = k.maintain()
+    result = maintain_all(k)
     assert (result.users, result.changed_users) == (1, 1)
     assert result.ops == {"consolidation": 1, "forgetting": 1, "resynthesis": 1}
     snap = snapshot(k, "acme", "u1")
     # A wall clock in 2033 would have decayed 1997's beliefs to nothing and expired the events.
     assert snap.chunks and len(snap.events) == 20
     assert snap.profile is not None and snap.profile.narrative.startswith(("Enjoys", "Tends"))
-    assert k.maintain().users == 0  # nobody touched since
+    assert maintain_all(k).users == 0  # nobody touched since
 
 
 def test_keeper_keeps_tenants_apart(tmp_path: Path) -> None:
@@ -141,7 +158,7 @@ def test_keeper_keeps_tenants_apart(tmp_path: Path) -> None:
     for tenant in ("acme", "globex"):
         k.add_items(list(catalogue(tenant).values()))
     k.ingest(records(some_events("acme", "u1", 0, 20, OLD)))
-    k.maintain()
+    maintain_all(k)
     assert snapshot(k, "acme", "u1").chunks
     assert snapshot(k, "globex", "u1") == UserSnapshot("globex", "u1")
     # globex's own catalogue differs: its user's beliefs come from globex items only.

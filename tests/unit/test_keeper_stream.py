@@ -21,6 +21,7 @@ from memory_store.rows import EventRecord
 from memory_store.store import open_store
 from streams.cli import app
 from tests.unit.fake_embedding import fake_embed
+from tests.unit.test_keeper import maintain_all
 from tests.unit.test_tier_store import KINDS, catalogue, event
 
 OLD = 880_000_000.0
@@ -96,7 +97,7 @@ def test_retention_reaches_every_stored_event_of_a_heavy_user(tmp_path: Path) ->
     k = keeper(tmp_path, LifecycleParams(max_events_per_user=5))
     k.add_items(list(catalogue("acme").values()))
     k.ingest([EventRecord(event(n, "acme", "u1", "view", 0, OLD + n), 0, n) for n in range(23)])
-    k.maintain()
+    maintain_all(k)
     assert k.store.count_events("acme") == 5
 
 
