@@ -33,7 +33,7 @@ from streams.bench_read import _start_server, _url
 from streams.broker import free_port, start_broker
 from streams.datasets import load_dataset
 from streams.processes import WorkerProcess
-from streams.settings import Settings
+from streams.settings import CodebookSettings, Settings
 from streams.topics import ensure_topics
 
 __all__ = ["run_freshness"]
@@ -80,8 +80,9 @@ def run_freshness(probes: int, console: Console, events: int = 20_000) -> dict[s
                 app_id=f"bench-codebook-{uuid.uuid4().hex[:8]}",
                 lancedb_uri=str(root / "lancedb"), metrics_port=free_port(),
                 serve_port=free_port(), api_keys={_KEY: TENANT}, reader_event_time=True,
-                codebook_min_items=len(data.items) // 2, codebook_min_events=events // 2,
-                codebook_check_s=1.0, round_clock="wall",  # maintenance paced as before
+                codebook=CodebookSettings(min_items=len(data.items) // 2,
+                                          min_events=events // 2, check_s=1.0),
+                round_clock="wall",  # maintenance paced as before
                 _env_file=None,  # type: ignore[call-arg]
             )  # fmt: skip
             ensure_topics(settings)

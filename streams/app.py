@@ -24,8 +24,7 @@ import faust
 
 from memory_store.change_notice import ChangeNotice, encode_notices
 from streams.batch import Consumed, DeadLetter, dead_letter_headers
-from streams.codebook_child import CodebookParams, IndexOutcome, UpkeepOutcome
-from streams.contract import Limits
+from streams.codebook_child import IndexOutcome, UpkeepOutcome
 from streams.kafka.options import faust_options
 from streams.metrics import WorkerMetrics
 from streams.planning import PlannerLoop
@@ -33,11 +32,9 @@ from streams.settings import Settings
 from streams.writer import (
     BatchOutcome,
     ItemsOutcome,
-    LLMConfig,
     MaintainOutcome,
     MemoryWriter,
     Notice,
-    RoundsConfig,
 )
 
 __all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
@@ -78,25 +75,7 @@ class IngestWorker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = WorkerMetrics()
-        limits = Limits(
-            max_bytes=settings.max_event_bytes,
-            max_future_skew_s=settings.max_future_skew_s,
-            tenants=settings.tenants,
-        )
-        llm = LLMConfig(
-            narrator=settings.narrator,
-            narrator_calls_per_min=settings.narrator_calls_per_min,
-            extractor=settings.extractor,
-            extractor_calls_per_min=settings.extractor_calls_per_min,
-            genres=settings.extractor_genres,
-            cache_dir=settings.llm_cache_dir,
-        )
-        rounds = None
-        if settings.event_rounds:  # decisions are pure and quick: rounds on event time
-            rounds = RoundsConfig(settings.policy, settings.round_event_s, settings.partitions)
-        self.writer = MemoryWriter(
-            settings.lancedb_uri, limits, llm, CodebookParams.of(settings), rounds
-        )
+        self.writer = MemoryWriter(settings)
         self._commits_since_compact = 0
         # Per partition, the lag after its last batch: only a caught-up partition is quiet.
         self.lag: dict[int, int] = {}
@@ -110,7 +89,7 @@ class IngestWorker:
         self._changes = self.raw_topic(settings.topic_changes)
         self.app.timer(settings.compact_every_s)(self._compact_on_timer)
         self.planner = PlannerLoop(self)
-        every = settings.maintain_every_s if rounds is None else settings.round_idle_s / 2
+        every = settings.round_idle_s / 2 if settings.event_rounds else settings.maintain_every_s
         self.app.timer(every)(self._plan_on_timer)
         if settings.ingest_engine == "faust-agent":
             from streams.agent_engine import install_agent_engine
@@ -121,7 +100,7 @@ class IngestWorker:
             from streams.batch_engine import install_batch_engine
 
             install_batch_engine(self)
-        self.app.timer(settings.codebook_check_s)(self._codebook_on_timer)
+        self.app.timer(settings.codebook.check_s)(self._codebook_on_timer)
 
     def raw_topic(self, name: str) -> Any:
         return self.app.topic(name, value_serializer="raw", key_serializer="raw")

@@ -126,7 +126,7 @@ def _settings(servers: str, root: Path, every_s: float, extra: dict[str, Any]) -
         "lancedb_uri": str(root / "unused"),
         "round_event_s": every_s,
         "round_idle_s": 5.0,
-        "codebook_enabled": False,
+        "codebook": {"enabled": False},
         **extra,
     }
     known = {k: v for k, v in fields.items() if k in Settings.model_fields}

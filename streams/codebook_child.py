@@ -31,39 +31,16 @@ from memory_store.catalogue import ItemCatalogue
 from memory_store.codebook_sources import CodebookSources
 from memory_store.events import Item
 from memory_store.operations.extraction import Embedder
-from streams.codebook_fit import BackgroundFits, FitInput, FitShape
+from streams.codebook_fit import BackgroundFits, FitInput
+from streams.settings import CodebookSettings
 
 if TYPE_CHECKING:
     from memory_store.codebook.persist import CodebookStore
     from memory_store.codebook.service import ItemCodebook
-    from streams.settings import Settings
 
-__all__ = ["CodebookParams", "FacetFigures", "IndexOutcome", "UpkeepOutcome", "WorkerCodebook"]
+__all__ = ["FacetFigures", "IndexOutcome", "UpkeepOutcome", "WorkerCodebook"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class CodebookParams:
-    """The worker's codebook settings (``Settings.codebook_*``), small enough to pickle."""
-
-    enabled: bool = True
-    min_items: int = 200
-    min_events: int = 1000
-    refresh_s: float = 600.0
-    max_churn: float = 0.1
-    max_events: int = 1_000_000
-    code_dim: int = 32
-    collab_dim: int = 32
-    fit_steps: int = 400  # training steps of a first fit (CodebookConfig's default)
-
-    @staticmethod
-    def of(settings: Settings) -> CodebookParams:
-        return CodebookParams(
-            enabled=settings.codebook_enabled, min_items=settings.codebook_min_items,
-            min_events=settings.codebook_min_events, refresh_s=settings.codebook_refresh_s,
-            max_churn=settings.codebook_max_churn, max_events=settings.codebook_max_events,
-        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +87,7 @@ class WorkerCodebook:
         uri: str,
         catalogue: ItemCatalogue,
         embed: Embedder,
-        params: CodebookParams,
+        params: CodebookSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
         import torch
@@ -233,7 +210,7 @@ class WorkerCodebook:
             tenant,
             self.sources.items(tenant),
             list(self.sources.engagement(tenant, max_events=p.max_events).values()),
-            FitShape(p.code_dim, p.collab_dim, p.fit_steps),
+            p,
             self._now(),
         )
 

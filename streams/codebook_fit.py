@@ -25,8 +25,9 @@ from memory_store.operations.extraction import Embedder
 if TYPE_CHECKING:
     from memory_store.codebook.item2vec import ItemVectors
     from memory_store.codebook.service import ItemCodebook
+    from streams.settings import CodebookSettings
 
-__all__ = ["COLLAB_COVERAGE", "BackgroundFits", "FitInput", "FitShape", "Fitted", "fit_codebook"]
+__all__ = ["COLLAB_COVERAGE", "BackgroundFits", "FitInput", "Fitted", "fit_codebook"]
 
 # The collaborative facet joins a first fit only if item2vec covers this share of the
 # catalogue: training aligns the facets on the items both know, so a thin collab facet
@@ -37,22 +38,13 @@ SLICE = 256
 
 
 @dataclass(frozen=True, slots=True)
-class FitShape:
-    """Model sizes and training length of a first fit (from ``CodebookParams``)."""
-
-    code_dim: int = 32
-    collab_dim: int = 32
-    steps: int = 400
-
-
-@dataclass(frozen=True, slots=True)
 class FitInput:
     """What the writer read for one tenant's fit, and when (its clock, wall time)."""
 
     tenant: str
     catalogue: list[Item]
     sequences: list[list[str]]
-    shape: FitShape
+    shape: CodebookSettings  # model sizes and training length
     started: tuple[float, float]
 
 
@@ -93,7 +85,7 @@ def fit_codebook(job: FitInput, embed: Embedder, stop: threading.Event) -> ItemC
     batch = min(config.train.batch_size, max(64, len(job.catalogue)))
     config = replace(
         config,
-        train=replace(config.train, steps=job.shape.steps, batch_size=batch),
+        train=replace(config.train, steps=job.shape.fit_steps, batch_size=batch),
         refresh_train=replace(config.refresh_train, batch_size=batch),
     )
     book = ItemCodebook(config)  # no store: the writer saves it on its own thread

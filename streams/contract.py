@@ -45,11 +45,14 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """What a well-formed interaction must respect; built from Settings."""
+    """What a well-formed interaction must respect: ``Settings.limits``, where the defaults live.
 
-    max_bytes: int = 64 * 1024
-    max_future_skew_s: float = 300.0
-    tenants: frozenset[str] = frozenset()
+    ``tenants`` empty accepts every tenant.
+    """
+
+    max_bytes: int
+    max_future_skew_s: float
+    tenants: frozenset[str]
 
 
 def decode_interaction(raw: bytes | None, now: float, limits: Limits) -> Interaction | Rejection:

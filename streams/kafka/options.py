@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.settings import Settings
+from streams.settings import Settings, reveal
 
 __all__ = [
     "HEARTBEAT_INTERVAL_MS",
@@ -121,7 +121,7 @@ def _faust_credentials(settings: Settings) -> Any:
     if settings.security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=settings.sasl_username,
-            password=settings.sasl_password,
+            password=reveal(settings.sasl_password),
             mechanism=settings.sasl_mechanism,
             ssl_context=context,
         )

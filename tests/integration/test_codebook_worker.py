@@ -18,7 +18,7 @@ from memory_store.codebook.service import ItemCodebook
 from memory_store.embedding import MiniLMEmbedder
 from memory_store.reader import MemoryReader
 from memory_store.store import open_store
-from streams.settings import Settings
+from streams.settings import CodebookSettings, Settings
 from tests.integration.conftest import encode, produce
 
 pytestmark = pytest.mark.integration
@@ -72,7 +72,7 @@ def test_an_item_produced_on_items_becomes_a_candidate_for_the_matching_user_onl
 ) -> None:
     torch.set_num_threads(1)
     settings = settings.model_copy(
-        update={"codebook_min_items": 40, "codebook_min_events": 100, "codebook_check_s": 1.0}
+        update={"codebook": CodebookSettings(min_items=40, min_events=100, check_s=1.0)}
     )
     items = [i for t in TENANTS for i in catalogue(t)]
     events = [e for t in TENANTS for e in likes(t)]

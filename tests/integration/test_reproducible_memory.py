@@ -21,7 +21,7 @@ from memory_store.compare import StoreDiff, diff_stores
 from memory_store.store import open_store
 from streams.datasets import load_dataset
 from streams.replay import replay
-from streams.settings import Settings
+from streams.settings import CodebookSettings, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def _run_settings(settings: Settings, name: str, tmp: Path, batch_size: int) -> 
             "batch_seconds": 0.05 if batch_size < 500 else 0.5,
             "round_event_s": 86_400.0,
             "round_idle_s": 8.0,  # the end of the stream, not a pause in it
-            "codebook_enabled": False,
+            "codebook": CodebookSettings(enabled=False),
         }
     )
 

@@ -7,9 +7,12 @@ import json
 from memory_store.events import Interaction
 from memory_store.rows import EVENT_SCHEMA, EventRecord, event_key, events_to_table
 from streams.batch import Consumed, dead_letter_headers, split_batch
-from streams.contract import Limits, RejectReason
+from streams.contract import RejectReason
+from streams.settings import Settings
 
 NOW = 1_800_000_000.0
+# The limits a worker runs with when nothing is configured.
+DEFAULTS = Settings(_env_file=None).limits  # type: ignore[call-arg]
 
 
 def interaction(i: int, tenant: str = "acme", **extra: object) -> dict[str, object]:
@@ -36,7 +39,7 @@ def test_split_keeps_good_events_around_bad_ones_in_order() -> None:
         json.dumps(interaction(2, type="nope")).encode(),
         json.dumps(interaction(3)).encode(),
     ]
-    out = split_batch([msg(10 + i, v) for i, v in enumerate(values)], NOW, Limits())
+    out = split_batch([msg(10 + i, v) for i, v in enumerate(values)], NOW, DEFAULTS)
     assert [r.event.event_id for r in out.records] == ["e0", "e1", "e3"]
     assert [(r.partition, r.offset) for r in out.records] == [(2, 10), (2, 12), (2, 14)]
     assert [(d.reason, d.source.offset) for d in out.dead] == [
@@ -49,11 +52,11 @@ def test_split_keeps_good_events_around_bad_ones_in_order() -> None:
 
 def test_positions_track_the_highest_offset_per_partition() -> None:
     messages = [msg(5, b"x", partition=0), msg(9, b"x", partition=1), msg(3, b"x", partition=0)]
-    assert split_batch(messages, NOW, Limits()).positions == {0: 5, 1: 9}
+    assert split_batch(messages, NOW, DEFAULTS).positions == {0: 5, 1: 9}
 
 
 def test_dead_letter_headers_carry_reason_and_source() -> None:
-    out = split_batch([msg(7, b"{}", partition=3)], NOW, Limits())
+    out = split_batch([msg(7, b"{}", partition=3)], NOW, DEFAULTS)
     headers = dict(dead_letter_headers(out.dead[0]))
     assert headers["dlq.reason"] == b"missing_field"
     assert headers["dlq.topic"] == b"interactions"

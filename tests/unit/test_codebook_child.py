@@ -20,10 +20,11 @@ from memory_store.codebook_sources import CodebookSources
 from memory_store.events import Interaction, Item
 from memory_store.rows import EventRecord
 from memory_store.store import MemoryStore, open_store
-from streams.codebook_child import CodebookParams, UpkeepOutcome, WorkerCodebook
+from streams.codebook_child import UpkeepOutcome, WorkerCodebook
+from streams.settings import CodebookSettings
 from tests.unit.fake_embedding import fake_embed
 
-PARAMS = CodebookParams(min_items=100, min_events=200, refresh_s=3600.0, fit_steps=80)
+PARAMS = CodebookSettings(min_items=100, min_events=200, refresh_s=3600.0, fit_steps=80)
 USERS = 40
 
 
@@ -82,7 +83,7 @@ def catalogue(uri: str) -> ItemCatalogue:
 
 
 def child(uri: str, catalogue: ItemCatalogue, **overrides: object) -> WorkerCodebook:
-    params = CodebookParams(**{**PARAMS.__dict__, **overrides}) if overrides else PARAMS
+    params = PARAMS.model_copy(update=overrides)
     return WorkerCodebook(uri, catalogue, fake_embed, params)
 
 
@@ -168,7 +169,7 @@ def test_refresh_runs_when_due_with_bounded_churn_and_only_on_new_data(
     uri: str, store: MemoryStore, catalogue: ItemCatalogue
 ) -> None:
     clock = [0.0]
-    params = CodebookParams(min_items=100, min_events=200, refresh_s=60.0, max_churn=0.05,
+    params = CodebookSettings(min_items=100, min_events=200, refresh_s=60.0, max_churn=0.05,
                             fit_steps=80)  # fmt: skip
     worker = WorkerCodebook(uri, catalogue, fake_embed, params, clock=lambda: clock[0])
     add(catalogue, worker, catalogue_items("acme", 120))

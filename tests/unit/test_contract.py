@@ -104,7 +104,7 @@ def test_small_future_skew_is_tolerated() -> None:
 
 
 def test_tenant_allow_list() -> None:
-    limits = Limits(tenants=frozenset({"acme"}))
+    limits = Limits(max_bytes=64 * 1024, max_future_skew_s=300.0, tenants=frozenset({"acme"}))
     assert isinstance(decode_interaction(encode(good()), NOW, limits), Interaction)
     assert reason_of(encode(good(tenant="other")), limits) is RejectReason.TENANT_NOT_ALLOWED
 

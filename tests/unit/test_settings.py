@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pydantic
 import pytest
 
+from streams.processes import settings_env
 from streams.settings import Settings
 
 
@@ -56,6 +59,28 @@ def test_sasl_options_pass_through() -> None:
         "sasl_plain_password": "secret",
     }
     assert s.aiokafka_options() == s.kafka_client_options()
+    assert "secret" not in repr(s) and "secret" not in s.model_dump_json()
+
+
+def test_nested_settings_read_the_flat_names_and_secrets_reach_a_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BELIEFSTREAM_CODEBOOK_MIN_ITEMS", "40")
+    monkeypatch.setenv("BELIEFSTREAM_CODEBOOK_ENABLED", "false")
+    monkeypatch.setenv("BELIEFSTREAM_LLM_API_KEY", "k-123")
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (s.codebook.min_items, s.codebook.enabled, s.codebook.refresh_s) == (40, False, 600.0)
+    assert s.llm_api_key is not None and s.llm_api_key.get_secret_value() == "k-123"
+    for name in ("BELIEFSTREAM_CODEBOOK_MIN_ITEMS", "BELIEFSTREAM_CODEBOOK_ENABLED",
+                 "BELIEFSTREAM_LLM_API_KEY"):  # fmt: skip
+        monkeypatch.delenv(name)
+    # A child worker gets the settings as variables, the secret itself included ...
+    for name, value in settings_env(s).items():
+        if name.startswith("BELIEFSTREAM_"):
+            monkeypatch.setenv(name, value)
+    assert Settings(_env_file=None) == s  # type: ignore[call-arg]
+    # ... and the writer process as a pickle.
+    assert pickle.loads(pickle.dumps(s)) == s
 
 
 def test_ssl_options_become_a_context_for_aiokafka() -> None:
