@@ -30,7 +30,7 @@ def broker(
     port: Annotated[int, typer.Option(help="Loopback port; 0 picks a free one.")] = 9092,
 ) -> None:
     """Run a local Kafka-protocol broker (Tansu, in memory) until Ctrl-C."""
-    from streams.broker import start_broker
+    from streams.tools.broker import start_broker
 
     running = start_broker(port)
     console.print(f"broker listening on [bold]{running.bootstrap_servers}[/] (Ctrl-C stops it)")
@@ -50,7 +50,7 @@ def broker(
 @app.command()
 def worker() -> None:
     """Consume interactions into the event tier (settings from BELIEFSTREAM_* variables)."""
-    from streams.run import run_worker
+    from streams.worker.run import run_worker
 
     run_worker(Settings())
 
@@ -58,7 +58,7 @@ def worker() -> None:
 @app.command()
 def serve() -> None:
     """Serve the ranker read API over HTTP (BELIEFSTREAM_API_KEYS maps each key to a tenant)."""
-    from streams.http_api import serve as run_server
+    from streams.serve.api import serve as run_server
 
     run_server(Settings())
 
@@ -75,8 +75,8 @@ def replay(
     ] = None,
 ) -> None:
     """Produce a dataset into the interactions and items topics, in timestamp order."""
-    from streams.datasets import load_dataset
-    from streams.replay import replay as run_replay
+    from streams.tools.datasets import load_dataset
+    from streams.tools.replay import replay as run_replay
 
     data = load_dataset(dataset, tenant=tenant, limit=limit)
     result = run_replay(Settings(), data, rate=rate, progress=True)
@@ -95,7 +95,7 @@ def memory_show(
 ) -> None:
     """Print one user's stored memory."""
     from memory_store.store import open_store
-    from streams.show import print_memory
+    from streams.tools.show import print_memory
 
     memory = open_store(Settings().lancedb_uri).read_user(tenant, user, limit)
     if as_json:
@@ -153,7 +153,7 @@ def demo(
     ] = None,
 ) -> None:
     """Broker + worker + MovieLens-100K replay; prints throughput and one user's memory."""
-    from streams.demo import run_demo
+    from streams.tools.demo import run_demo
 
     raise typer.Exit(run_demo(console, limit=limit, data_dir=data_dir))
 
@@ -170,7 +170,7 @@ def bench_ingest(
     ),
 ) -> None:
     """aiokafka vs no-op Faust vs the full pipeline vs Quix Streams, on one broker."""
-    from streams.bench_ingest import run_ingest_bench
+    from streams.bench.ingest import run_ingest_bench
 
     if round_clock not in ("event", "wall"):
         raise typer.BadParameter("--round-clock must be event or wall")
@@ -196,7 +196,7 @@ def bench_reproducible(
     ),
 ) -> None:
     """Three worker runs of one replay (two batch sizes, one killed and restarted), compared."""
-    from streams.bench_reproducible import run_reproducible_bench
+    from streams.bench.reproducible import run_reproducible_bench
 
     results = run_reproducible_bench(
         console, dataset, limit, round_event_s, extra={"policy": policy}, data_dir=data_dir
@@ -220,7 +220,7 @@ def bench_read(
     ),
 ) -> None:
     """Python API and HTTP read latency, HTTP throughput, and write-to-read freshness."""
-    from streams.bench_read import run_read_bench
+    from streams.bench.read import run_read_bench
 
     results = run_read_bench(users, console, chunks, hot_users, reads, http_seconds,
                              concurrency, probes)  # fmt: skip
@@ -250,7 +250,7 @@ def bench_planner(
     ] = "",
 ) -> None:
     """Decisions/s, p99 latency, LLM calls, tokens and fallbacks of each planner policy."""
-    from streams.bench_planner import OpenAIEndpoint, run_planner_bench
+    from streams.bench.planner import OpenAIEndpoint, run_planner_bench
 
     endpoint = None if openai_url is None else OpenAIEndpoint(openai_url, openai_model, openai_key)
     results = run_planner_bench(users, console, llm_users, batch, cache_dir, endpoint)
@@ -274,7 +274,7 @@ def bench_codebook(
 ) -> None:
     """Code-path candidates vs exact search vs LanceDB IVF_PQ: recall@100, speed, churn, cold;
     freshness of a new item through the broker, the worker and the HTTP server."""
-    from streams.bench_codebook import run_codebook_bench
+    from streams.bench.codebook import run_codebook_bench
 
     results = run_codebook_bench(items, console, users, pool, ml1m, freshness_probes)
     json_path.parent.mkdir(parents=True, exist_ok=True)

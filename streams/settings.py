@@ -17,13 +17,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from streams.contract import Limits
+from streams.ingest.contract import Limits
 
 __all__ = ["CodebookSettings", "Settings", "reveal"]
 
 
 class CodebookSettings(BaseModel):
-    """The item codebook in the worker (streams/codebook_child.py).
+    """The item codebook in the worker (streams/worker/writer/codebook.py).
 
     Each item on the items topic is embedded and filed under its tenant's codes
     before the batch is acknowledged. A tenant without a model is fitted (catalogue

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import Broker, start_broker
 from streams.settings import Settings
+from streams.tools.broker import Broker, start_broker
 
 _names = itertools.count()
 

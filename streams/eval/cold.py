@@ -32,7 +32,7 @@ import torch
 if TYPE_CHECKING:
     from memory_store.codebook.serving import CodebookConfig
 
-from streams.eval.metrics import RankingMetrics, summarize
+from streams.eval.ranking import RankingMetrics, summarize
 from streams.eval.scorer import ItemSpace
 from streams.eval.split import TimeSplit
 

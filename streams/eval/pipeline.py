@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from memory_store.catalogue import open_catalogue
-from streams.broker import free_port
-from streams.datasets import Dataset
 from streams.eval.watch import PlanLog, Status, labelled, wait_until
-from streams.processes import WorkerProcess
-from streams.replay import replay
 from streams.settings import Settings
+from streams.tools.broker import free_port
+from streams.tools.datasets import Dataset
+from streams.tools.processes import WorkerProcess
+from streams.tools.replay import replay
 
 __all__ = ["SENTINEL_TENANT", "Policy", "RunOptions", "TieredRun", "run_tiered"]
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from streams.eval.ablation import ABLATIONS
 from streams.eval.cold import WIDE_K, CodebookCold
-from streams.eval.metrics import RankingMetrics
 from streams.eval.pipeline import TieredRun
 from streams.eval.plots import bar_chart, scatter_chart
+from streams.eval.ranking import RankingMetrics
 from streams.eval.retention import retention_markdown
 from streams.eval.scorer import ScorerConfig
 from streams.eval.split import TimeSplit

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streams.eval.metrics import RankingMetrics, summarize
+from streams.eval.ranking import RankingMetrics, summarize
 from streams.eval.scorer import MemoryVectors
 from streams.eval.split import TimeSplit
 

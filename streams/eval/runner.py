@@ -24,8 +24,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from memory_store.embedding import DIMENSION, MiniLMEmbedder
 from memory_store.operations import LifecycleParams
-from streams.broker import start_broker
-from streams.datasets import Dataset, load_dataset
 from streams.eval.ablation import ablations
 from streams.eval.cold import CodebookCold, QueryFn, codebook_cold
 from streams.eval.collab import CollabPool, collab_matrix, popularity_counts
@@ -58,6 +56,8 @@ from streams.eval.variants import (
     rank_variant,
     sasrec_scores,
 )
+from streams.tools.broker import start_broker
+from streams.tools.datasets import Dataset, load_dataset
 
 __all__ = ["TIERED", "VARIANTS", "run_eval"]
 

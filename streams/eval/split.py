@@ -13,7 +13,7 @@ leave-last-out benchmark. A user's own memory never does: only their own events
 build it, and decay runs to their newest event.
 
 ``time_split``: interactions sorted by timestamp (stable, ties keep file order,
-as ``streams.datasets`` loads them); the first ``floor(train_fraction * n)`` are
+as ``streams.tools.datasets`` loads them); the first ``floor(train_fraction * n)`` are
 replayed, the rest are held out, one "now" for everybody. A user is evaluated
 when they have events on both sides; their target is their first held-out
 interaction with an item they did not interact with in training (on MovieLens,

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.eval.metrics import ndcg_at, target_rank
+from streams.eval.ranking import ndcg_at, target_rank
 from streams.eval.scorer import ReferenceScorer, ScorerConfig, event_memory
 from streams.eval.split import Row, TimeSplit
 

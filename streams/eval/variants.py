@@ -1,7 +1,7 @@
 """Scores of every variant for the evaluated users, and their ranks under the split.
 
 All variants score the same candidate set, every catalogue item, and are ranked
-by the same rules (``streams.eval.metrics``): the user's training items are
+by the same rules (``streams.eval.ranking``): the user's training items are
 excluded, and for ``rebuild_only`` on cold items so are the items the index
 did not hold at the cut. ``flat`` and ``recent`` read the raw training split
 (the same events the tiered workers were sent and stored), not the event tier;
@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from streams.eval.cold import QueryFn
 from streams.eval.collab import CollabPool, popularity_counts
-from streams.eval.metrics import RankingMetrics, summarize, target_rank
+from streams.eval.ranking import RankingMetrics, summarize, target_rank
 from streams.eval.sasrec import SASRecConfig, score_users, train_sasrec
 from streams.eval.scorer import ItemSpace, MemoryVectors, ReferenceScorer, event_memory
 from streams.eval.split import Row, TimeSplit

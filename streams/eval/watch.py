@@ -29,8 +29,8 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from streams.kafka.options import reader_options
-from streams.processes import WorkerProcess
 from streams.settings import Settings
+from streams.tools.processes import WorkerProcess
 
 __all__ = ["PlanLog", "Status", "labelled", "wait_until"]
 

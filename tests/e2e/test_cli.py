@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import free_port
+from streams.tools.broker import free_port
 
 pytestmark = pytest.mark.e2e
 

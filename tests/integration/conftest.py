@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.integration.worker_process import TestWorker
 
 

@@ -11,7 +11,7 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from memory_store.change_notice import ChangeNotice, encode_notice
-from streams.change_feed import ChangeFeed
+from streams.serve.change_feed import ChangeFeed
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ import pytest
 
 from memory_store.change_notice import decode_notices
 from memory_store.store import UserMemory, open_store
-from streams.plan_scheduler import partition_for
 from streams.settings import Settings
+from streams.worker.scheduler import partition_for
 from tests.integration.conftest import encode, produce, read_topic
 
 pytestmark = pytest.mark.integration

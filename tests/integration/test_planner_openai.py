@@ -27,8 +27,8 @@ from planner.llm_policy import LLMPolicy
 from planner.llm_serve import script_for_schema
 from planner.narrator import LLMNarrator, grounded
 from planner.plan import Plan, validate_plan
-from streams.bench_planner import OpenAIEndpoint, run_planner_bench
-from streams.broker import free_port
+from streams.bench.planner import OpenAIEndpoint, run_planner_bench
+from streams.tools.broker import free_port
 from tests.integration.test_planner_llm import NOW, chunk, crafted
 
 pytestmark = [pytest.mark.integration]

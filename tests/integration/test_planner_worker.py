@@ -15,8 +15,8 @@ import pytest
 
 from memory_store.planner_state import LancePlannerState
 from memory_store.tiers import Operation
+from planner.state import decode_state
 from planner.summary import OperationClock
-from streams.planning_child import decode_state
 from streams.settings import Settings
 from tests.integration.conftest import encode, produce, read_topic
 from tests.integration.test_memory_pipeline import item, memory, rating

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.datasets import Dataset, load_dataset
-from streams.replay import _produce, replay
 from streams.settings import Settings
+from streams.tools.datasets import Dataset, load_dataset
+from streams.tools.replay import _produce, replay
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ import pytest
 
 from memory_store.compare import StoreDiff, diff_stores
 from memory_store.store import open_store
-from streams.datasets import load_dataset
-from streams.replay import replay
 from streams.settings import CodebookSettings, Settings
+from streams.tools.datasets import load_dataset
+from streams.tools.replay import replay
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import lancedb
 import pytest
 
 from memory_store.store import open_store
-from streams.app import EXIT_AGENT_CRASHED
 from streams.settings import Settings
+from streams.worker.app import EXIT_AGENT_CRASHED
 from tests.integration.conftest import encode, interaction, produce, read_topic
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from streams.broker import free_port
-from streams.processes import WorkerProcess
 from streams.settings import Settings
+from streams.tools.broker import free_port
+from streams.tools.processes import WorkerProcess
 
 
 class TestWorker(WorkerProcess):

@@ -6,8 +6,8 @@ import json
 
 from memory_store.events import Interaction
 from memory_store.rows import EVENT_SCHEMA, EventRecord, event_key, events_to_table
-from streams.batch import Consumed, dead_letter_headers, split_batch
-from streams.contract import RejectReason
+from streams.ingest.batch import Consumed, dead_letter_headers, split_batch
+from streams.ingest.contract import RejectReason
 from streams.settings import Settings
 
 NOW = 1_800_000_000.0

@@ -24,7 +24,7 @@ from memory_store.reader import MemoryReader
 from memory_store.rows import EventRecord
 from memory_store.store import MemoryStore, UserDelta, open_store
 from memory_store.tiers import Delta, Polarity
-from streams.http_api import create_app
+from streams.serve.api import create_app
 from tests.unit.fake_embedding import fake_embed
 from tests.unit.test_reader import NOW, chunk
 

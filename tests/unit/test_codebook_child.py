@@ -20,8 +20,8 @@ from memory_store.codebook_sources import CodebookSources
 from memory_store.events import Interaction, Item
 from memory_store.rows import EventRecord
 from memory_store.store import MemoryStore, open_store
-from streams.codebook_child import UpkeepOutcome, WorkerCodebook
 from streams.settings import CodebookSettings
+from streams.worker.writer.codebook import UpkeepOutcome, WorkerCodebook
 from tests.unit.fake_embedding import fake_embed
 
 PARAMS = CodebookSettings(min_items=100, min_events=200, refresh_s=3600.0, fit_steps=80)

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memory_store.events import EventType, Interaction
-from streams.contract import Limits, Rejection, RejectReason, decode_interaction
+from streams.ingest.contract import Limits, Rejection, RejectReason, decode_interaction
 
 NOW = 1_800_000_000.0
 LIMITS = Limits(max_bytes=2048, max_future_skew_s=300, tenants=frozenset())

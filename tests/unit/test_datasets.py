@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from memory_store.events import Interaction, Item
-from streams.datasets import Dataset, _bundled_dir, load_dataset
+from streams.tools.datasets import Dataset, _bundled_dir, load_dataset
 
 
 @pytest.fixture(scope="module")

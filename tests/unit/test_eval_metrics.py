@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from streams.eval.metrics import hit_at, ndcg_at, summarize, target_rank
+from streams.eval.ranking import hit_at, ndcg_at, summarize, target_rank
 
 
 def test_rank_counts_only_allowed_items_scoring_higher() -> None:

@@ -1,6 +1,6 @@
 """Event-time planner rounds on real LanceDB: with maintenance on, one stream gives one memory.
 
-Store tier. The writer's rounds (``streams.event_rounds``) run where the events
+Store tier. The writer's rounds (``streams.worker.writer.rounds``) run where the events
 cross a round boundary, so the same partitioned stream cut into other batches,
 or cut by a crash and replayed from an earlier offset, gives identical chunks,
 profiles and plans. Each example opens fresh stores, so examples are few.
@@ -30,9 +30,9 @@ from memory_store.operations import LifecycleParams
 from memory_store.planner_state import open_planner_state
 from memory_store.rows import EventRecord
 from planner.policies import FixedIntervalPolicy, Policy, RulesPolicy
-from streams.event_rounds import EventRounds, RoundResult
-from streams.plan_scheduler import partition_for
-from streams.planning_child import PlanningState
+from planner.state import PlanningState
+from streams.worker.scheduler import partition_for
+from streams.worker.writer.rounds import EventRounds, RoundResult
 from tests.unit.test_keeper_stream import OLD, keeper
 from tests.unit.test_tier_store import KINDS, catalogue, event
 

@@ -14,7 +14,7 @@ from memory_store.reader import MemoryReader
 from memory_store.rows import EventRecord
 from memory_store.store import UserDelta, open_store
 from memory_store.tiers import Delta, Profile
-from streams.http_api import create_app
+from streams.serve.api import create_app
 from tests.unit.fake_embedding import fake_embed
 from tests.unit.test_reader import NOW, chunk, interaction
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.plan_scheduler import PlanScheduler, ScheduledOp, partition_for
+from streams.worker.scheduler import PlanScheduler, ScheduledOp, partition_for
 
 OP = ScheduledOp("acme", "u1", "forgetting", "plan-1", {"forget_threshold": 0.1})
 

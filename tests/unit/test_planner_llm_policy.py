@@ -11,12 +11,12 @@ import pytest
 from memory_store.operations import LifecycleParams
 from memory_store.tiers import Operation, UserSnapshot
 from planner.backend import Choice, ChoiceResult, Script
-from planner.bench import bench_policy, synthetic_summaries
 from planner.budget import Budget
 from planner.llm_policy import WHEN_MENU, LLMPolicy, WhenOption, eligible_ops
 from planner.plan import Plan, validate_plan
 from planner.policies import RulesPolicy
 from planner.summary import OperationClock, UserSummary, summarize
+from streams.bench._planner_users import bench_policy, synthetic_summaries
 
 NOW = 1_700_000_000.0
 Op = Operation

@@ -12,8 +12,7 @@ from memory_store.keeper import MemoryKeeper
 from memory_store.planner_state import InMemoryPlannerState, LancePlannerState
 from memory_store.rows import EventRecord
 from memory_store.tiers import Operation
-from planner.summary import LastRun, OperationClock
-from streams.planning_child import (
+from planner.state import (
     Deferred,
     PlanningState,
     Request,
@@ -22,6 +21,7 @@ from streams.planning_child import (
     decode_state,
     encode_state,
 )
+from planner.summary import LastRun, OperationClock
 from tests.unit.test_keeper import OLD, keeper, records
 from tests.unit.test_tier_store import catalogue, some_events
 

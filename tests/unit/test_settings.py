@@ -7,8 +7,8 @@ import pickle
 import pydantic
 import pytest
 
-from streams.processes import settings_env
 from streams.settings import Settings
+from streams.tools.processes import settings_env
 
 
 def test_reads_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,9 +31,9 @@ from typing import Any
 from rich.console import Console
 
 from memory_store.events import Interaction
-from streams.broker import Broker, free_port, start_broker
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.tools.broker import Broker, free_port, start_broker
 
 __all__ = ["make_interactions", "run_ingest_bench"]
 
@@ -122,7 +122,7 @@ class _Bench:
 
     def contender(self, name: str, label: str, *extra: str) -> dict[str, Any]:
         """Run one contender to completion and return its JSON line."""
-        argv = ["-m", "streams._bench_contenders", name,
+        argv = ["-m", "streams.bench._contenders", name,
                 "--bootstrap", self.broker.bootstrap_servers,
                 "--topic", self.settings.topic_interactions,
                 "--group", f"{label}-{uuid.uuid4().hex[:8]}",

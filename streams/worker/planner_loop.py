@@ -17,20 +17,18 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from planner.budget import Budget
 from planner.llm_policy import LLMPolicy
 from planner.plan import AfterEvents, At, Now, Plan
 from planner.policies import MAINTAIN_OPS, FixedIntervalPolicy, Policy, RulesPolicy
+from planner.state import Deferred, Request, request_for
 from planner.summary import UserSummary
-from streams.plan_scheduler import PlanScheduler, ScheduledOp, partition_for
-from streams.planning_child import Deferred, Request, request_for
 from streams.settings import Settings, reveal
-from streams.writer import Notice, RoundOutcome
-
-if TYPE_CHECKING:
-    from streams.app import IngestWorker as Worker
+from streams.worker.ports import PlannerPort
+from streams.worker.scheduler import PlanScheduler, ScheduledOp, partition_for
+from streams.worker.writer.child import Notice, RoundOutcome
 
 __all__ = ["PlannerLoop", "build_policy"]
 
@@ -97,7 +95,7 @@ def _outcomes(
 class PlannerLoop:
     """One worker's planner: decides in a thread, runs in the writer, schedules the rest."""
 
-    def __init__(self, worker: Worker, policy: Policy | None = None) -> None:
+    def __init__(self, worker: PlannerPort, policy: Policy | None = None) -> None:
         self.worker = worker
         self.settings = worker.settings
         self._policy = policy

@@ -29,7 +29,7 @@ from memory_store.codebook.item2vec import Item2VecConfig, ItemVectors, train_it
 from memory_store.codebook.service import ItemCodebook
 from memory_store.codebook.serving import CodebookConfig
 from memory_store.embedding import MiniLMEmbedder
-from streams._bench_codebook_parts import (
+from streams.bench._codebook_parts import (
     MAX_CHURN,
     K,
     code_recall,

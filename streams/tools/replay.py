@@ -29,10 +29,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from streams.datasets import Dataset
 from streams.kafka.options import producer_options
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.tools.datasets import Dataset
 
 __all__ = ["ReplayResult", "replay", "replay_async"]
 

@@ -21,7 +21,7 @@ from fastapi.security import APIKeyHeader
 from memory_store.candidates import CodebookUnavailableError
 from memory_store.codebook.service import ItemCodebook, UnknownTenantError
 from memory_store.reader import MemoryReader, UnknownItemError
-from streams.http_models import (
+from streams.serve.models import (
     MAX_K,
     CandidatesOut,
     ErrorOut,
@@ -173,7 +173,7 @@ def serve(settings: Settings) -> None:
     from memory_store.codebook.persist import CodebookStore
     from memory_store.embedding import DIMENSION, MiniLMEmbedder
     from memory_store.store import open_store
-    from streams.change_feed import ChangeFeed
+    from streams.serve.change_feed import ChangeFeed
 
     logging.basicConfig(level=settings.log_level)
     if not settings.api_keys:

@@ -36,12 +36,12 @@ from memory_store.planner_state import open_planner_state
 from memory_store.store import open_store
 from planner.plan import Plan
 from planner.policies import FixedIntervalPolicy, Policy, RulesPolicy
-from streams.batch import Consumed, DeadLetter, split_batch, split_items
-from streams.codebook_child import IndexOutcome, UpkeepOutcome, WorkerCodebook
-from streams.contract import Limits
-from streams.event_rounds import EventRounds, RoundResult
-from streams.planning_child import Deferred, PlanningState, PlanRound, Request
+from planner.state import Deferred, PlanningState, PlanRound, Request
+from streams.ingest.batch import Consumed, DeadLetter, split_batch, split_items
+from streams.ingest.contract import Limits
 from streams.settings import Settings
+from streams.worker.writer.codebook import IndexOutcome, UpkeepOutcome, WorkerCodebook
+from streams.worker.writer.rounds import EventRounds, RoundResult
 
 __all__ = [
     "BatchOutcome",
@@ -390,7 +390,7 @@ class MemoryWriter:
         return self._pool.submit(_compact)
 
     def codebook_upkeep(self) -> Future[UpkeepOutcome]:
-        """Fit tenants that became ready, refresh those due (``streams.codebook_child``)."""
+        """Fit tenants that became ready, refresh those due (``streams.worker.writer.codebook``)."""
         return self._pool.submit(_codebook_upkeep)
 
     def codebook_install(self) -> Future[UpkeepOutcome]:

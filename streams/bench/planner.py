@@ -22,12 +22,12 @@ from rich.console import Console
 
 from memory_store.tiers import Operation
 from planner.backend import ChoiceBackend
-from planner.bench import PolicyBench, bench_policy, synthetic_summaries
 from planner.budget import Budget
 from planner.llm_local import LocalLLM
 from planner.llm_policy import LLMPolicy
 from planner.policies import FixedIntervalPolicy, RulesPolicy
 from planner.summary import UserSummary
+from streams.bench._planner_users import PolicyBench, bench_policy, synthetic_summaries
 
 __all__ = ["OpenAIEndpoint", "run_planner_bench"]
 

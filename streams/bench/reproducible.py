@@ -21,11 +21,11 @@ from rich.console import Console
 
 from memory_store.compare import diff_stores
 from memory_store.store import open_store
-from streams.broker import free_port, start_broker
-from streams.datasets import load_dataset
-from streams.processes import WorkerProcess
-from streams.replay import replay
 from streams.settings import Settings
+from streams.tools.broker import free_port, start_broker
+from streams.tools.datasets import load_dataset
+from streams.tools.processes import WorkerProcess
+from streams.tools.replay import replay
 
 __all__ = ["run_reproducible_bench"]
 

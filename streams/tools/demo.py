@@ -18,12 +18,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from memory_store.store import open_store
-from streams.broker import free_port, start_broker
-from streams.datasets import load_dataset
-from streams.processes import WorkerProcess
-from streams.replay import replay
 from streams.settings import Settings
-from streams.show import print_memory
+from streams.tools.broker import free_port, start_broker
+from streams.tools.datasets import load_dataset
+from streams.tools.processes import WorkerProcess
+from streams.tools.replay import replay
+from streams.tools.show import print_memory
 
 __all__ = ["run_demo"]
 

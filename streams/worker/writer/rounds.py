@@ -31,8 +31,8 @@ from memory_store.store import ALL_EVENTS, UserKey
 from memory_store.tiers import Operation
 from planner.plan import AfterEvents, At, Now, Plan
 from planner.policies import MAINTAIN_OPS, Policy
-from streams.plan_scheduler import partition_for
-from streams.planning_child import Deferred, PlanningState, Request, request_for
+from planner.state import Deferred, PlanningState, Request, request_for
+from streams.worker.scheduler import partition_for
 
 __all__ = ["EventRounds", "RoundResult"]
 

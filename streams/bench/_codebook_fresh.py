@@ -29,12 +29,12 @@ import numpy as np
 from kafka import KafkaProducer
 from rich.console import Console
 
-from streams.bench_read import _start_server, _url
-from streams.broker import free_port, start_broker
-from streams.datasets import load_dataset
-from streams.processes import WorkerProcess
+from streams.bench.read import _start_server, _url
+from streams.kafka.topics import ensure_topics
 from streams.settings import CodebookSettings, Settings
-from streams.topics import ensure_topics
+from streams.tools.broker import free_port, start_broker
+from streams.tools.datasets import load_dataset
+from streams.tools.processes import WorkerProcess
 
 __all__ = ["run_freshness"]
 

@@ -4,7 +4,7 @@ first model fitted once it has enough data, and a scheduled refresh.
 Why in the writer child: embedding (MiniLM) and training (torch) block for milliseconds to
 seconds and must never run on the Faust loop; and the child is already the single writer
 of LanceDB, so code rows, the catalogue and their compactions never race. Why a module of
-its own: ``streams/writer.py`` only hands batches over, the policy lives here.
+its own: ``streams/worker/writer/child.py`` only hands batches over, the policy lives here.
 
 Per items batch, after the catalogue write: every item is embedded (the same text the
 content facet is fitted on, ``memory_store.candidates.content_text``) and assigned under
@@ -12,7 +12,7 @@ its tenant's current codes, and the rows are flushed before the batch is acknowl
 so a reader that syncs sees it (``ItemCodebook.sync``). A tenant without a model yet has
 its items counted as unindexed; the upkeep timer fits it from the whole catalogue plus
 item2vec over the event tier once it has ``min_items`` items and ``min_events`` events
-(computed in a background thread, ``streams.codebook_fit``; saved and served by the
+(computed in a background thread, ``streams.worker.writer.codebook_fit``; saved and served by the
 writer's thread as soon as it finishes, the worker looking every second), and after that
 refreshes it every ``refresh_s`` on the events stored since, with churn bounded by
 ``max_churn``. Torch is imported only here, and only in the child.
@@ -31,8 +31,8 @@ from memory_store.catalogue import ItemCatalogue
 from memory_store.codebook_sources import CodebookSources
 from memory_store.events import Item
 from memory_store.operations.extraction import Embedder
-from streams.codebook_fit import BackgroundFits, FitInput
 from streams.settings import CodebookSettings
+from streams.worker.writer.codebook_fit import BackgroundFits, FitInput
 
 if TYPE_CHECKING:
     from memory_store.codebook.persist import CodebookStore

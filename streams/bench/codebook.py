@@ -34,9 +34,9 @@ from memory_store.candidates import CONTENT
 from memory_store.codebook.item2vec import ItemVectors
 from memory_store.codebook.service import ItemCodebook
 from memory_store.codebook.serving import CodebookConfig
-from streams._bench_codebook_fresh import run_freshness
-from streams._bench_codebook_ml1m import run_movielens
-from streams._bench_codebook_parts import (
+from streams.bench._codebook_fresh import run_freshness
+from streams.bench._codebook_ml1m import run_movielens
+from streams.bench._codebook_parts import (
     MAX_CHURN,
     K,
     code_recall,

@@ -24,17 +24,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 
-from streams.batch import Consumed
+from streams.ingest.batch import Consumed
 from streams.kafka.options import group_consumer_options
-
-if TYPE_CHECKING:
-    from streams.app import IngestWorker
+from streams.worker.ports import EnginePort
 
 __all__ = ["BatchEngine", "Feed", "install_batch_engine"]
 
@@ -57,7 +55,7 @@ class Feed:
     owns_users: bool = False
 
 
-def install_batch_engine(worker: IngestWorker) -> None:
+def install_batch_engine(worker: EnginePort) -> None:
     """Interactions and items, each through its own batch consumer (both Faust app tasks)."""
     s = worker.settings
     interactions = Feed(s.topic_interactions, f"{s.app_id}-ingest", s.batch_size,
@@ -69,7 +67,7 @@ def install_batch_engine(worker: IngestWorker) -> None:
 
 
 class BatchEngine(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, worker: IngestWorker, feed: Feed) -> None:
+    def __init__(self, worker: EnginePort, feed: Feed) -> None:
         self.worker = worker
         self.settings = worker.settings
         self.feed = feed

@@ -23,19 +23,19 @@ from typing import Any
 import faust
 
 from memory_store.change_notice import ChangeNotice, encode_notices
-from streams.batch import Consumed, DeadLetter, dead_letter_headers
-from streams.codebook_child import IndexOutcome, UpkeepOutcome
+from streams.ingest.batch import Consumed, DeadLetter, dead_letter_headers
 from streams.kafka.options import faust_options
-from streams.metrics import WorkerMetrics
-from streams.planning import PlannerLoop
 from streams.settings import Settings
-from streams.writer import (
+from streams.worker.metrics import WorkerMetrics
+from streams.worker.planner_loop import PlannerLoop
+from streams.worker.writer.child import (
     BatchOutcome,
     ItemsOutcome,
     MaintainOutcome,
     MemoryWriter,
     Notice,
 )
+from streams.worker.writer.codebook import IndexOutcome, UpkeepOutcome
 
 __all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
 
@@ -92,12 +92,12 @@ class IngestWorker:
         every = settings.round_idle_s / 2 if settings.event_rounds else settings.maintain_every_s
         self.app.timer(every)(self._plan_on_timer)
         if settings.ingest_engine == "faust-agent":
-            from streams.agent_engine import install_agent_engine
+            from streams.worker.engines.agent import install_agent_engine
 
             self.app.agent(self.raw_topic(settings.topic_items), name="items")(self._consume_items)
             install_agent_engine(self)
         else:
-            from streams.batch_engine import install_batch_engine
+            from streams.worker.engines.batch import install_batch_engine
 
             install_batch_engine(self)
         self.app.timer(settings.codebook.check_s)(self._codebook_on_timer)

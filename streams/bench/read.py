@@ -26,11 +26,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from memory_store.store import open_store
-from streams._bench_read_build import TENANT, build_memory
-from streams.broker import Broker, free_port, start_broker
-from streams.processes import WorkerProcess, settings_env
+from streams.bench._read_build import TENANT, build_memory
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.tools.broker import Broker, free_port, start_broker
+from streams.tools.processes import WorkerProcess, settings_env
 
 __all__ = ["run_read_bench"]
 
@@ -39,7 +39,7 @@ _KEY = "bench-read-key"
 
 def _client(mode: str, args: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, "-m", "streams._bench_read_client", mode, json.dumps(args)],
+        [sys.executable, "-m", "streams.bench._read_client", mode, json.dumps(args)],
         env=env, capture_output=True, text=True, check=False, timeout=1800,
     )  # fmt: skip
     if out.returncode != 0:

@@ -24,7 +24,7 @@ from memory_store.codebook.refresh import RefreshReport
 from memory_store.codebook.service import FacetStats, ItemCodebook
 from memory_store.codebook.serving import CodebookConfig
 from memory_store.events import Item
-from streams.datasets import load_dataset
+from streams.tools.datasets import load_dataset
 
 __all__ = [
     "K",

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from memory_store.events import Item
 from memory_store.rows import EventRecord
-from streams.contract import Limits, Rejection, RejectReason, decode_interaction, decode_item
+from streams.ingest.contract import Limits, Rejection, RejectReason, decode_interaction, decode_item
 
 __all__ = [
     "Consumed",

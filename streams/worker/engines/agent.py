@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 
-from streams.batch import Consumed
-
-if TYPE_CHECKING:
-    from streams.app import IngestWorker
+from streams.ingest.batch import Consumed
+from streams.worker.ports import EnginePort
 
 __all__ = ["install_agent_engine"]
 
 
-def install_agent_engine(worker: IngestWorker) -> None:
+def install_agent_engine(worker: EnginePort) -> None:
     settings, app = worker.settings, worker.app
     topic_name = settings.topic_interactions
     topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")

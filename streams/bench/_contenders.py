@@ -1,6 +1,6 @@
 """The contenders of the ingest benchmark, each run alone in its own process.
 
-``python -m streams._bench_contenders NAME --bootstrap ... --topic ... --events N``
+``python -m streams.bench._contenders NAME --bootstrap ... --topic ... --events N``
 consumes the pre-filled topic with a fresh group and writes one JSON line to
 fd 1 (Faust redirects ``sys.stdout`` into its logger). The clock runs from
 the first delivery to the ``events``-th message, so imports and the group
@@ -36,7 +36,7 @@ _ROOTS = sorted(
     {
         sysconfig.get_paths()["purelib"],
         sysconfig.get_paths()["stdlib"],
-        str(Path(__file__).parents[1]),
+        str(Path(__file__).parents[2]),
     },
     key=len,
     reverse=True,
@@ -165,8 +165,8 @@ def run_faust_tuned(args: argparse.Namespace, clock: _Clock) -> None:
     import faust
     import uvloop
 
-    from streams.app import faust_app
     from streams.settings import Settings
+    from streams.worker.app import faust_app
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.set_event_loop(asyncio.new_event_loop())
@@ -278,7 +278,7 @@ CONTENDERS: dict[str, Callable[[argparse.Namespace, _Clock], None]] = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m streams._bench_contenders")
+    parser = argparse.ArgumentParser(prog="python -m streams.bench._contenders")
     parser.add_argument("name", choices=sorted(CONTENDERS))
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)

@@ -1,4 +1,4 @@
-"""The read benchmark's client, run in its own process: ``python -m streams._bench_read_client``.
+"""The read benchmark's client, run in its own process: ``python -m streams.bench._read_client``.
 
 ``py``: the Python ``MemoryReader`` over the store, cold reads (first read of a
 user, straight from LanceDB) and warm reads (cached, the ranker's steady state).

@@ -8,9 +8,9 @@ import logging
 import faust
 import uvloop
 
-from streams.app import IngestWorker
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.worker.app import IngestWorker
 
 __all__ = ["run_worker"]
 

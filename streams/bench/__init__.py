@@ -1,0 +1,1 @@
+"""Benchmarks (`beliefstream bench ...`): each writes a JSON of what it measured."""

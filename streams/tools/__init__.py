@@ -1,0 +1,1 @@
+"""What the demo, benchmarks and tests share: datasets, replay, broker, processes, show."""
