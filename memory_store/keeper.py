@@ -17,14 +17,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from memory_store.cached_embedder import CachedEmbedder
-from memory_store.catalogue import ItemCatalogue
 from memory_store.change_notice import ChangeNotice
 from memory_store.events import Interaction, Item
 from memory_store.item_tagging import ItemTagger, tag_items
+from memory_store.lance.catalogue import ItemCatalogue
 from memory_store.lifecycle import PlannedStep, run_planned
 from memory_store.operations import Embedder, LifecycleParams, Narrator, absorb_stream
-from memory_store.rows import EventRecord
-from memory_store.store import ALL_EVENTS, MemoryStore, UserDelta, UserKey
+from memory_store.store import ALL_EVENTS, EventRecord, MemoryStore, UserDelta, UserKey
 from memory_store.tiers import Operation, UserSnapshot
 
 __all__ = ["CachedEmbedder", "IngestResult", "MaintainResult", "MemoryKeeper"]

@@ -20,8 +20,8 @@ import numpy.typing as npt
 
 from memory_store._reader_entry import Entry, build_entry
 from memory_store.candidates import CandidateSource, CodebookUnavailableError, user_candidates
-from memory_store.catalogue import ItemCatalogue
 from memory_store.change_notice import ChangeNotice
+from memory_store.lance.catalogue import ItemCatalogue
 from memory_store.operations.extraction import Embedder, embed_all
 from memory_store.operations.params import LifecycleParams
 from memory_store.reader_views import (

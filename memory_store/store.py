@@ -1,4 +1,4 @@
-"""The storage interface of the memory, and the factory that picks its backend by URI.
+"""The storage interface of the memory (its LanceDB implementation: ``memory_store.lance``).
 
 Kept small on purpose: everything above it (agents, reader, CLI) speaks only
 these methods, so the backend can move from a local path to object storage
@@ -11,18 +11,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from memory_store.rows import EventRecord
+from memory_store.events import Interaction
 from memory_store.tiers import Delta, PreferenceChunk, Profile, UserSnapshot
 
 __all__ = [
     "ALL_EVENTS",
     "DEFAULT_EVENT_LIMIT",
+    "EventRecord",
     "MemoryStore",
     "UserDelta",
     "UserKey",
     "UserMemory",
     "WriteResult",
-    "open_store",
 ]
 
 # Events a snapshot carries by default: the lifecycle's per-user retention cap.
@@ -33,6 +33,15 @@ ALL_EVENTS = 1 << 62
 
 UserKey = tuple[str, str]
 """(tenant, user_id): whose memory; every per-user read and write is keyed by it."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An interaction and where it came from (partition/offset; -1 when not from Kafka)."""
+
+    event: Interaction
+    partition: int = -1
+    offset: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +128,3 @@ class MemoryStore(Protocol):
     def compact(self) -> None:
         """Merge small fragments and refresh indexes; run by the single writer."""
         ...
-
-
-def open_store(uri: str) -> MemoryStore:
-    """A store for ``uri``: a filesystem path or an object-store URI (s3://, gs://, az://)."""
-    from memory_store.lance_store import LanceMemoryStore
-
-    return LanceMemoryStore(uri)

@@ -27,10 +27,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from memory_store.keeper import IngestResult, MaintainResult, MemoryKeeper
+from memory_store.lance.planner_state import PlannerStateStore
 from memory_store.lifecycle import PlannedStep
-from memory_store.planner_state import PlannerStateStore
-from memory_store.rows import EventRecord
-from memory_store.store import UserKey
+from memory_store.store import EventRecord, UserKey
 from memory_store.tiers import Operation, UserSnapshot
 from planner.plan import Plan, PlannedOp, params_for
 from planner.policies import ABSORB_OPS

@@ -94,7 +94,7 @@ def memory_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Print one user's stored memory."""
-    from memory_store.store import open_store
+    from memory_store.lance.store import open_store
     from streams.tools.show import print_memory
 
     memory = open_store(Settings().lancedb_uri).read_user(tenant, user, limit)
@@ -115,7 +115,7 @@ def memory_diff(
 ) -> None:
     """Per-user differences between two stores (exit 1 if any): check a replay is reproducible."""
     from memory_store.compare import diff_stores
-    from memory_store.store import open_store
+    from memory_store.lance.store import open_store
 
     found = diff_stores(open_store(store_a), open_store(store_b), tenant, tol)
     summary = {

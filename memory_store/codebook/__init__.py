@@ -2,7 +2,7 @@
 item embeddings, and a code-path index that serves candidates without ANN search.
 
 The modules exported here are pure torch and know nothing of Kafka, the planner or
-LanceDB. ``persist`` keeps codes and models in LanceDB and ``service.ItemCodebook``
+LanceDB. ``store`` keeps codes and models in LanceDB and ``item_codebook.ItemCodebook``
 ties it all together for the worker and the reader; import them from there (they
 are left out of this package's namespace so importing the core stays light).
 """

@@ -1,7 +1,7 @@
 """Upkeep around a tenant's serving state: training on aligned facets, rebuilding a state
 from saved rows, following rows another process wrote, the rows a flush writes, and stats.
 
-Split from ``serving`` so the read path stays small; all of it runs off the hot path.
+Split from ``tenant_state`` so the read path stays small; all of it runs off the hot path.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from torch import Tensor
 from memory_store.codebook.index import Address, LeafStats
 from memory_store.codebook.item2vec import ItemVectors
 from memory_store.codebook.model import MultiFacetIndexModel
-from memory_store.codebook.persist import CodeRows, StoredIndex
 from memory_store.codebook.quantizer import EMAQuantizer
 from memory_store.codebook.residual import utilisation
-from memory_store.codebook.serving import FacetVectors, ServingState
+from memory_store.codebook.store import CodeRows, StoredIndex
+from memory_store.codebook.tenant_state import FacetVectors, ServingState
 from memory_store.codebook.train import TrainConfig, TrainReport, train
 
 __all__ = [

@@ -26,8 +26,8 @@ from torch import Tensor
 
 from memory_store.candidates import COLLAB, CONTENT, co_engaged_pairs, content_text, content_vectors
 from memory_store.codebook.item2vec import Item2VecConfig, ItemVectors, train_item2vec
-from memory_store.codebook.service import ItemCodebook
-from memory_store.codebook.serving import CodebookConfig
+from memory_store.codebook.item_codebook import ItemCodebook
+from memory_store.codebook.tenant_state import CodebookConfig
 from memory_store.embedding import MiniLMEmbedder
 from streams.bench._codebook_parts import (
     MAX_CHURN,

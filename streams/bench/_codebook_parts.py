@@ -20,9 +20,9 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
+from memory_store.codebook.item_codebook import FacetStats, ItemCodebook
 from memory_store.codebook.refresh import RefreshReport
-from memory_store.codebook.service import FacetStats, ItemCodebook
-from memory_store.codebook.serving import CodebookConfig
+from memory_store.codebook.tenant_state import CodebookConfig
 from memory_store.events import Item
 from streams.tools.datasets import load_dataset
 

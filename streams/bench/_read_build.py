@@ -17,9 +17,8 @@ import numpy as np
 
 from memory_store.events import EventType, Interaction
 from memory_store.operations import LifecycleParams, template_narrative, top_chunks
-from memory_store.rows import EventRecord
 from memory_store.signals import statement
-from memory_store.store import MemoryStore, UserDelta
+from memory_store.store import EventRecord, MemoryStore, UserDelta
 from memory_store.tiers import Delta, Polarity, PreferenceChunk, Profile, UserSnapshot, chunk_id_for
 
 __all__ = ["TENANT", "build_memory", "vocabulary"]

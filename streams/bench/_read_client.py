@@ -36,10 +36,10 @@ def _timed(fn: Any, *args: Any, **kwargs: Any) -> float:
 
 
 def run_python(uri: str, users: int, hot: int, reads: int, tenant: str) -> dict[str, Any]:
-    from memory_store.catalogue import open_catalogue
     from memory_store.embedding import DIMENSION, MiniLMEmbedder
+    from memory_store.lance.catalogue import open_catalogue
+    from memory_store.lance.store import open_store
     from memory_store.reader import MemoryReader
-    from memory_store.store import open_store
 
     embedder = MiniLMEmbedder()
     embedder(["warm up"])

@@ -32,8 +32,8 @@ from torch import Generator, Tensor
 
 from memory_store.candidates import CONTENT
 from memory_store.codebook.item2vec import ItemVectors
-from memory_store.codebook.service import ItemCodebook
-from memory_store.codebook.serving import CodebookConfig
+from memory_store.codebook.item_codebook import ItemCodebook
+from memory_store.codebook.tenant_state import CodebookConfig
 from streams.bench._codebook_fresh import run_freshness
 from streams.bench._codebook_ml1m import run_movielens
 from streams.bench._codebook_parts import (

@@ -25,7 +25,7 @@ from kafka import KafkaProducer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from memory_store.store import open_store
+from memory_store.lance.store import open_store
 from streams.bench._read_build import TENANT, build_memory
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings

@@ -30,7 +30,7 @@ import numpy.typing as npt
 import torch
 
 if TYPE_CHECKING:
-    from memory_store.codebook.serving import CodebookConfig
+    from memory_store.codebook.tenant_state import CodebookConfig
 
 from streams.eval.ranking import RankingMetrics, summarize
 from streams.eval.scorer import ItemSpace
@@ -72,8 +72,8 @@ def codebook_cold(
     import time
 
     from memory_store.codebook.item2vec import ItemVectors
-    from memory_store.codebook.service import ItemCodebook
-    from memory_store.codebook.serving import CodebookConfig as Config
+    from memory_store.codebook.item_codebook import ItemCodebook
+    from memory_store.codebook.tenant_state import CodebookConfig as Config
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

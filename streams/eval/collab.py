@@ -24,8 +24,8 @@ import numpy.typing as npt
 import torch
 
 from memory_store.codebook.item2vec import Item2VecConfig, ItemVectors, train_item2vec
-from memory_store.codebook.service import ItemCodebook
-from memory_store.codebook.serving import CodebookConfig
+from memory_store.codebook.item_codebook import ItemCodebook
+from memory_store.codebook.tenant_state import CodebookConfig
 from streams.eval.scorer import ItemSpace
 from streams.eval.split import TimeSplit
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memory_store.catalogue import open_catalogue
 from memory_store.events import Interaction
+from memory_store.lance.catalogue import open_catalogue
+from memory_store.lance.store import open_store
 from memory_store.operations.extraction import Embedder
 from memory_store.reader import MemoryReader
 from memory_store.reader_views import EventView
 from memory_store.signals import evidence_weight
-from memory_store.store import open_store
 from streams.eval.scorer import MemoryVectors, unit_rows
 
 __all__ = ["READER_EVENTS", "MemoryStats", "read_tiered_memory"]

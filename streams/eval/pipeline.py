@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from memory_store.catalogue import open_catalogue
+from memory_store.lance.catalogue import open_catalogue
 from streams.eval.watch import PlanLog, Status, labelled, wait_until
 from streams.settings import Settings
 from streams.tools.broker import free_port

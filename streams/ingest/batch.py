@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from memory_store.events import Item
-from memory_store.rows import EventRecord
+from memory_store.store import EventRecord
 from streams.ingest.contract import Limits, Rejection, RejectReason, decode_interaction, decode_item
 
 __all__ = [

@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
 from memory_store.candidates import CodebookUnavailableError
-from memory_store.codebook.service import ItemCodebook, UnknownTenantError
+from memory_store.codebook.item_codebook import ItemCodebook, UnknownTenantError
 from memory_store.reader import MemoryReader, UnknownItemError
 from streams.serve.models import (
     MAX_K,
@@ -169,10 +169,10 @@ def serve(settings: Settings) -> None:
     """Serve the read API until interrupted, its cache invalidated by the change feed."""
     import uvicorn
 
-    from memory_store.catalogue import open_catalogue
-    from memory_store.codebook.persist import CodebookStore
+    from memory_store.codebook.store import CodebookStore
     from memory_store.embedding import DIMENSION, MiniLMEmbedder
-    from memory_store.store import open_store
+    from memory_store.lance.catalogue import open_catalogue
+    from memory_store.lance.store import open_store
     from streams.serve.change_feed import ChangeFeed
 
     logging.basicConfig(level=settings.log_level)

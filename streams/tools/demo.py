@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from memory_store.store import open_store
+from memory_store.lance.store import open_store
 from streams.settings import Settings
 from streams.tools.broker import free_port, start_broker
 from streams.tools.datasets import load_dataset

@@ -28,14 +28,9 @@ from streams.kafka.options import faust_options
 from streams.settings import Settings
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.planner_loop import PlannerLoop
-from streams.worker.writer.child import (
-    BatchOutcome,
-    ItemsOutcome,
-    MaintainOutcome,
-    MemoryWriter,
-    Notice,
-)
+from streams.worker.writer.client import MemoryWriter
 from streams.worker.writer.codebook import IndexOutcome, UpkeepOutcome
+from streams.worker.writer.outcomes import BatchOutcome, ItemsOutcome, MaintainOutcome, Notice
 
 __all__ = ["EXIT_AGENT_CRASHED", "IngestWorker", "faust_app"]
 

@@ -28,7 +28,7 @@ from planner.summary import UserSummary
 from streams.settings import Settings, reveal
 from streams.worker.ports import PlannerPort
 from streams.worker.scheduler import PlanScheduler, ScheduledOp, partition_for
-from streams.worker.writer.child import Notice, RoundOutcome
+from streams.worker.writer.outcomes import Notice, RoundOutcome
 
 __all__ = ["PlannerLoop", "build_policy"]
 

@@ -16,13 +16,8 @@ import faust
 from streams.ingest.batch import Consumed
 from streams.settings import Settings
 from streams.worker.metrics import WorkerMetrics
-from streams.worker.writer.child import (
-    BatchOutcome,
-    ItemsOutcome,
-    MaintainOutcome,
-    MemoryWriter,
-    Notice,
-)
+from streams.worker.writer.client import MemoryWriter
+from streams.worker.writer.outcomes import BatchOutcome, ItemsOutcome, MaintainOutcome, Notice
 
 __all__ = ["EnginePort", "PlannerPort"]
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import torch
 
-from memory_store.catalogue import open_catalogue
-from memory_store.codebook.persist import CodebookStore
-from memory_store.codebook.service import ItemCodebook
+from memory_store.codebook.item_codebook import ItemCodebook
+from memory_store.codebook.store import CodebookStore
 from memory_store.embedding import MiniLMEmbedder
+from memory_store.lance.catalogue import open_catalogue
+from memory_store.lance.store import open_store
 from memory_store.reader import MemoryReader
-from memory_store.store import open_store
 from streams.settings import CodebookSettings, Settings
 from tests.integration.conftest import encode, produce
 

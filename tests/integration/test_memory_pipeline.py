@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from memory_store.change_notice import decode_notices
-from memory_store.store import UserMemory, open_store
+from memory_store.lance.store import open_store
+from memory_store.store import UserMemory
 from streams.settings import Settings
 from streams.worker.scheduler import partition_for
 from tests.integration.conftest import encode, produce, read_topic

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from memory_store.planner_state import LancePlannerState
+from memory_store.lance.planner_state import LancePlannerState
 from memory_store.tiers import Operation
 from planner.state import decode_state
 from planner.summary import OperationClock

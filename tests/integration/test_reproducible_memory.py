@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from memory_store.compare import StoreDiff, diff_stores
-from memory_store.store import open_store
+from memory_store.lance.store import open_store
 from streams.settings import CodebookSettings, Settings
 from streams.tools.datasets import load_dataset
 from streams.tools.replay import replay

@@ -13,7 +13,7 @@ from typing import Any
 import lancedb
 import pytest
 
-from memory_store.store import open_store
+from memory_store.lance.store import open_store
 from streams.settings import Settings
 from streams.worker.app import EXIT_AGENT_CRASHED
 from tests.integration.conftest import encode, interaction, produce, read_topic

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from memory_store.events import Interaction
-from memory_store.rows import EVENT_SCHEMA, EventRecord, event_key, events_to_table
+from memory_store.lance.event_rows import EVENT_SCHEMA, EventRecord, event_key, events_to_table
 from streams.ingest.batch import Consumed, dead_letter_headers, split_batch
 from streams.ingest.contract import RejectReason
 from streams.settings import Settings

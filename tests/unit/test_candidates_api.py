@@ -15,14 +15,14 @@ from memory_store.candidates import (
     content_text,
     content_vectors,
 )
-from memory_store.codebook.persist import CodebookStore
-from memory_store.codebook.service import ItemCodebook, UnknownTenantError
-from memory_store.codebook.serving import CodebookConfig
+from memory_store.codebook.item_codebook import ItemCodebook, UnknownTenantError
+from memory_store.codebook.store import CodebookStore
+from memory_store.codebook.tenant_state import CodebookConfig
 from memory_store.codebook.train import TrainConfig
 from memory_store.events import Interaction, Item
+from memory_store.lance.store import open_store
 from memory_store.reader import MemoryReader
-from memory_store.rows import EventRecord
-from memory_store.store import MemoryStore, UserDelta, open_store
+from memory_store.store import EventRecord, MemoryStore, UserDelta
 from memory_store.tiers import Delta, Polarity
 from streams.serve.api import create_app
 from tests.unit.fake_embedding import fake_embed

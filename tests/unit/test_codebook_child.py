@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from memory_store.candidates import COLLAB, CONTENT, content_vectors
-from memory_store.catalogue import ItemCatalogue, open_catalogue
-from memory_store.codebook.persist import CodebookStore
-from memory_store.codebook.service import ItemCodebook, UnknownTenantError
-from memory_store.codebook_sources import CodebookSources
+from memory_store.codebook.item_codebook import ItemCodebook, UnknownTenantError
+from memory_store.codebook.store import CodebookStore
 from memory_store.events import Interaction, Item
-from memory_store.rows import EventRecord
-from memory_store.store import MemoryStore, open_store
+from memory_store.lance.catalogue import ItemCatalogue, open_catalogue
+from memory_store.lance.codebook_sources import CodebookSources
+from memory_store.lance.store import open_store
+from memory_store.store import EventRecord, MemoryStore
 from streams.settings import CodebookSettings
 from streams.worker.writer.codebook import UpkeepOutcome, WorkerCodebook
 from tests.unit.fake_embedding import fake_embed

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from memory_store.codebook.item2vec import ItemVectors
-from memory_store.codebook.persist import CODES_TABLE, CodebookStore, CodeRows
-from memory_store.codebook.service import ItemCodebook, UnknownTenantError
-from memory_store.codebook.serving import CodebookConfig
+from memory_store.codebook.item_codebook import ItemCodebook, UnknownTenantError
+from memory_store.codebook.store import CODES_TABLE, CodebookStore, CodeRows
+from memory_store.codebook.tenant_state import CodebookConfig
 from memory_store.codebook.train import TrainConfig
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from memory_store.codebook import service
+from memory_store.codebook import item_codebook
 from memory_store.codebook.item2vec import ItemVectors
-from memory_store.codebook.service import ItemCodebook, UnknownTenantError
-from memory_store.codebook.serving import CodebookConfig, FacetVectors
+from memory_store.codebook.item_codebook import ItemCodebook, UnknownTenantError
+from memory_store.codebook.tenant_state import CodebookConfig, FacetVectors
 from memory_store.codebook.train import TrainConfig
 from memory_store.codebook.upkeep import train_aligned
 
@@ -172,7 +172,7 @@ def test_refresh_bounds_churn_and_replays_items_assigned_meanwhile(
         assert codebook._tenants["t"].state is old
         return train_aligned(*args, **kwargs)
 
-    monkeypatch.setattr(service, "train_aligned", train_while_an_item_arrives)
+    monkeypatch.setattr(item_codebook, "train_aligned", train_while_an_item_arrives)
     before = old.vectors["content"].snapshot()
     noise = 0.3 * torch.randn(before.vectors.shape, generator=torch.Generator().manual_seed(4))
     drifted = {"content": ItemVectors(before.items, F.normalize(before.vectors + noise, dim=-1))}

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from memory_store.codebook.serving import CodebookConfig
+from memory_store.codebook.tenant_state import CodebookConfig
 from memory_store.codebook.train import TrainConfig
 from streams.eval.cold import codebook_cold
 from streams.eval.scorer import ItemSpace, unit_rows

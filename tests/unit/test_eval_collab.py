@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from memory_store.codebook.serving import CodebookConfig
+from memory_store.codebook.tenant_state import CodebookConfig
 from memory_store.codebook.train import TrainConfig
 from streams.eval.ablation import ABLATIONS, ablations
 from streams.eval.collab import CollabPool, collab_matrix, popularity_counts

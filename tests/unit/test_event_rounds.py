@@ -23,12 +23,12 @@ from lancedb.merge import LanceMergeInsertBuilder
 from lancedb.table import LanceTable
 
 from memory_store.compare import diff_stores
-from memory_store.journal import WriteJournal
 from memory_store.keeper import MemoryKeeper
-from memory_store.lance_tiers import CHANGES_TABLE
+from memory_store.lance.journal import WriteJournal
+from memory_store.lance.planner_state import open_planner_state
+from memory_store.lance.tier_tables import CHANGES_TABLE
 from memory_store.operations import LifecycleParams
-from memory_store.planner_state import open_planner_state
-from memory_store.rows import EventRecord
+from memory_store.store import EventRecord
 from planner.policies import FixedIntervalPolicy, Policy, RulesPolicy
 from planner.state import PlanningState
 from streams.worker.scheduler import partition_for

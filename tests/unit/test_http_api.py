@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from memory_store.catalogue import open_catalogue
 from memory_store.events import Item
+from memory_store.lance.catalogue import open_catalogue
+from memory_store.lance.store import open_store
 from memory_store.reader import MemoryReader
-from memory_store.rows import EventRecord
-from memory_store.store import UserDelta, open_store
+from memory_store.store import EventRecord, UserDelta
 from memory_store.tiers import Delta, Profile
 from streams.serve.api import create_app
 from tests.unit.fake_embedding import fake_embed

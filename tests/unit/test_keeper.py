@@ -8,9 +8,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memory_store.catalogue import open_catalogue
 from memory_store.events import Interaction, Item
 from memory_store.keeper import CachedEmbedder, MaintainResult, MemoryKeeper
+from memory_store.lance.catalogue import open_catalogue
+from memory_store.lance.store import open_store
 from memory_store.lifecycle import (
     MAINTENANCE_ORDER,
     PlannedStep,
@@ -19,8 +20,7 @@ from memory_store.lifecycle import (
     run_planned,
 )
 from memory_store.operations import extraction, reinforcement, weakening
-from memory_store.rows import EventRecord
-from memory_store.store import open_store
+from memory_store.store import EventRecord
 from memory_store.tiers import Delta, Operation, UserSnapshot, apply_delta
 from tests.unit.fake_embedding import fake_embed
 from tests.unit.test_tier_store import DAY, KINDS, T0, P, catalogue, event, some_events

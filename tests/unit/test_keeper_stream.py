@@ -12,13 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from memory_store.catalogue import open_catalogue
 from memory_store.compare import diff_stores
 from memory_store.events import Interaction
 from memory_store.keeper import CachedEmbedder, MemoryKeeper
+from memory_store.lance.catalogue import open_catalogue
+from memory_store.lance.store import open_store
 from memory_store.operations import LifecycleParams
-from memory_store.rows import EventRecord
-from memory_store.store import open_store
+from memory_store.store import EventRecord
 from streams.cli import app
 from tests.unit.fake_embedding import fake_embed
 from tests.unit.test_keeper import maintain_all

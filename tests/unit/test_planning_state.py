@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from memory_store.compare import diff_snapshots
 from memory_store.keeper import MemoryKeeper
-from memory_store.planner_state import InMemoryPlannerState, LancePlannerState
-from memory_store.rows import EventRecord
+from memory_store.lance.planner_state import InMemoryPlannerState, LancePlannerState
+from memory_store.store import EventRecord
 from memory_store.tiers import Operation
 from planner.state import (
     Deferred,

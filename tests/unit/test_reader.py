@@ -10,15 +10,15 @@ from typing import Any, cast
 
 import pytest
 
-from memory_store.catalogue import ItemCatalogue, open_catalogue
 from memory_store.change_notice import ChangeNotice
 from memory_store.events import Interaction, Item
+from memory_store.lance.catalogue import ItemCatalogue, open_catalogue
+from memory_store.lance.store import open_store
 from memory_store.operations import LifecycleParams
 from memory_store.operations.forgetting import effective_strength
 from memory_store.reader import MemoryReader, UnknownItemError
-from memory_store.rows import EventRecord
 from memory_store.signals import statement
-from memory_store.store import DEFAULT_EVENT_LIMIT, MemoryStore, UserDelta, UserKey, open_store
+from memory_store.store import DEFAULT_EVENT_LIMIT, EventRecord, MemoryStore, UserDelta, UserKey
 from memory_store.tiers import Delta, Polarity, PreferenceChunk, Profile, UserSnapshot, chunk_id_for
 from tests.unit.fake_embedding import fake_embed
 

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memory_store.events import Interaction
-from memory_store.rows import EventRecord
-from memory_store.store import open_store
+from memory_store.lance.store import open_store
+from memory_store.store import EventRecord
 
 
 def record(i: int, tenant: str = "acme", user: str | None = None) -> EventRecord:

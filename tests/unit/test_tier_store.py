@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memory_store.events import Interaction, Item
+from memory_store.lance.store import open_store
+from memory_store.lance.tier_rows import change_id, chunk_from_row, chunk_schema, chunks_to_table
 from memory_store.operations import (
     LifecycleParams,
     consolidation,
@@ -23,9 +25,7 @@ from memory_store.operations import (
     resynthesis,
     weakening,
 )
-from memory_store.rows import EventRecord
-from memory_store.store import DEFAULT_EVENT_LIMIT, MemoryStore, UserDelta, open_store
-from memory_store.tier_rows import change_id, chunk_from_row, chunk_schema, chunks_to_table
+from memory_store.store import DEFAULT_EVENT_LIMIT, EventRecord, MemoryStore, UserDelta
 from memory_store.tiers import Delta, UserSnapshot, apply_delta
 from tests.unit.fake_embedding import fake_embed
 

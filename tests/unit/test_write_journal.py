@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from memory_store.journal import WriteJournal
-from memory_store.planner_state import open_planner_state
-from memory_store.rows import EventRecord
-from memory_store.store import open_store
+from memory_store.lance.journal import WriteJournal
+from memory_store.lance.planner_state import open_planner_state
+from memory_store.lance.store import open_store
+from memory_store.store import EventRecord
 from tests.unit.test_tier_store import event
 
 

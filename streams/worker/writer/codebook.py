@@ -27,16 +27,16 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from memory_store.candidates import CONTENT, co_engaged_pairs, content_vectors
-from memory_store.catalogue import ItemCatalogue
-from memory_store.codebook_sources import CodebookSources
 from memory_store.events import Item
+from memory_store.lance.catalogue import ItemCatalogue
+from memory_store.lance.codebook_sources import CodebookSources
 from memory_store.operations.extraction import Embedder
 from streams.settings import CodebookSettings
 from streams.worker.writer.codebook_fit import BackgroundFits, FitInput
 
 if TYPE_CHECKING:
-    from memory_store.codebook.persist import CodebookStore
-    from memory_store.codebook.service import ItemCodebook
+    from memory_store.codebook.item_codebook import ItemCodebook
+    from memory_store.codebook.store import CodebookStore
 
 __all__ = ["FacetFigures", "IndexOutcome", "UpkeepOutcome", "WorkerCodebook"]
 
@@ -92,7 +92,7 @@ class WorkerCodebook:
     ) -> None:
         import torch
 
-        from memory_store.codebook.persist import CodebookStore
+        from memory_store.codebook.store import CodebookStore
 
         # One torch thread in the writer child (it runs one task at a time): on 2 shared cores
         # two threads contend with the worker and each other. Measured here: a first fit of 48
@@ -111,8 +111,8 @@ class WorkerCodebook:
 
     def _book(self, tenant: str) -> ItemCodebook | None:
         """The tenant's codebook, loaded from the store if another run fitted it; else None."""
-        from memory_store.codebook.service import ItemCodebook
-        from memory_store.codebook.serving import CodebookConfig
+        from memory_store.codebook.item_codebook import ItemCodebook
+        from memory_store.codebook.tenant_state import CodebookConfig
 
         book = self._books.get(tenant)
         if book is None and self.fits.running(tenant):

@@ -24,7 +24,7 @@ from memory_store.operations.extraction import Embedder
 
 if TYPE_CHECKING:
     from memory_store.codebook.item2vec import ItemVectors
-    from memory_store.codebook.service import ItemCodebook
+    from memory_store.codebook.item_codebook import ItemCodebook
     from streams.settings import CodebookSettings
 
 __all__ = ["COLLAB_COVERAGE", "BackgroundFits", "FitInput", "Fitted", "fit_codebook"]
@@ -63,8 +63,8 @@ def fit_codebook(job: FitInput, embed: Embedder, stop: threading.Event) -> ItemC
     import torch
 
     from memory_store.codebook.item2vec import Item2VecConfig, ItemVectors, train_item2vec
-    from memory_store.codebook.service import ItemCodebook
-    from memory_store.codebook.serving import CodebookConfig
+    from memory_store.codebook.item_codebook import ItemCodebook
+    from memory_store.codebook.tenant_state import CodebookConfig
 
     parts: list[ItemVectors[str]] = []
     for start in range(0, len(job.catalogue), SLICE):

@@ -26,8 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from memory_store.keeper import IngestResult, MaintainResult, MemoryKeeper
-from memory_store.rows import EventRecord
-from memory_store.store import ALL_EVENTS, UserKey
+from memory_store.store import ALL_EVENTS, EventRecord, UserKey
 from memory_store.tiers import Operation
 from planner.plan import AfterEvents, At, Now, Plan
 from planner.policies import MAINTAIN_OPS, Policy

@@ -22,7 +22,14 @@ from memory_store.lance.db import (
     open_or_create_keyed,
     retry_commit_conflicts,
 )
-from memory_store.lance_tiers import (
+from memory_store.lance.event_rows import (
+    EVENT_KEY,
+    EVENT_SCHEMA,
+    event_key,
+    events_to_table,
+)
+from memory_store.lance.tier_rows import interaction_from_row
+from memory_store.lance.tier_tables import (
     LanceTiers,
     all_rows,
     quote,
@@ -30,12 +37,18 @@ from memory_store.lance_tiers import (
     user_filter,
     user_keys,
 )
-from memory_store.rows import EVENT_KEY, EVENT_SCHEMA, EventRecord, event_key, events_to_table
-from memory_store.store import DEFAULT_EVENT_LIMIT, UserDelta, UserKey, UserMemory, WriteResult
-from memory_store.tier_rows import interaction_from_row
+from memory_store.store import (
+    DEFAULT_EVENT_LIMIT,
+    EventRecord,
+    MemoryStore,
+    UserDelta,
+    UserKey,
+    UserMemory,
+    WriteResult,
+)
 from memory_store.tiers import Delta, UserSnapshot, check_owner
 
-__all__ = ["LanceMemoryStore"]
+__all__ = ["LanceMemoryStore", "open_store"]
 
 EVENTS_TABLE = "events"
 _INDEXED_COLUMNS = (EVENT_KEY, "user_id", "tenant")
@@ -160,3 +173,8 @@ class LanceMemoryStore:
         with self._lock:
             self._tiers.compact()
             compact(self._events, _INDEXED_COLUMNS, self._cleanup_older_than, self._indexed)
+
+
+def open_store(uri: str) -> MemoryStore:
+    """A store for ``uri``: a filesystem path or an object-store URI (s3://, gs://, az://)."""
+    return LanceMemoryStore(uri)

@@ -16,11 +16,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from memory_store.catalogue import ITEMS_TABLE, item_from_row
 from memory_store.events import EventType, Interaction, Item
+from memory_store.lance.catalogue import ITEMS_TABLE, item_from_row
 from memory_store.lance.db import connect, open_table
-from memory_store.lance_store import EVENTS_TABLE
-from memory_store.lance_tiers import quote
+from memory_store.lance.store import EVENTS_TABLE
+from memory_store.lance.tier_tables import quote
 from memory_store.signals import evidence_weight
 
 __all__ = ["POSITIVE_TYPES", "CodebookSources"]

@@ -26,9 +26,9 @@ from torch import Tensor
 from memory_store.codebook.index import Address
 from memory_store.codebook.item2vec import ItemVectors
 from memory_store.codebook.model import FacetSpec, MultiFacetIndexModel
-from memory_store.codebook.persist import CodebookStore
 from memory_store.codebook.refresh import RefreshReport, plan_facets
-from memory_store.codebook.serving import (
+from memory_store.codebook.store import CodebookStore
+from memory_store.codebook.tenant_state import (
     CodebookConfig,
     ServingState,
     build_state,

@@ -25,7 +25,7 @@ from memory_store.lance.db import (
     open_or_create_keyed,
     open_table,
 )
-from memory_store.lance_tiers import quote
+from memory_store.lance.tier_tables import quote
 
 __all__ = [
     "ITEM_SCHEMA",

@@ -26,9 +26,9 @@ from typing import Any
 import pyarrow as pa
 
 from memory_store.lance.db import connect, open_or_create_keyed, open_table
-from memory_store.lance_store import EVENTS_TABLE
-from memory_store.lance_tiers import CHANGES_TABLE, CHUNKS_TABLE, PROFILES_TABLE
-from memory_store.planner_state import STATE_TABLE
+from memory_store.lance.planner_state import STATE_TABLE
+from memory_store.lance.store import EVENTS_TABLE
+from memory_store.lance.tier_tables import CHANGES_TABLE, CHUNKS_TABLE, PROFILES_TABLE
 
 __all__ = ["JOURNAL_TABLE", "MEMORY_TABLES", "WriteJournal"]
 

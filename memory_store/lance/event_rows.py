@@ -8,15 +8,14 @@ deduplicates against rows already stored.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 from pydantic_core import to_json
 
-from memory_store.events import Interaction
+from memory_store.store import EventRecord
 
-__all__ = ["EVENT_KEY", "EVENT_SCHEMA", "EventRecord", "event_key", "events_to_table"]
+__all__ = ["EVENT_KEY", "EVENT_SCHEMA", "event_key", "events_to_table"]
 
 # LanceDB's primary key is one column, and an event id is unique only within its tenant.
 EVENT_KEY = "event_key"
@@ -43,15 +42,6 @@ EVENT_SCHEMA = pa.schema(
 def event_key(tenant: str, event_id: str) -> str:
     """The stored key of an event: tenant and id, joined by a unit separator."""
     return f"{tenant}\x1f{event_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    """An interaction and where it came from (partition/offset; -1 when not from Kafka)."""
-
-    event: Interaction
-    partition: int = -1
-    offset: int = -1
 
 
 def events_to_table(records: Sequence[EventRecord], ingested_at: float) -> pa.Table:

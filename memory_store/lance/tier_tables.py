@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from memory_store.lance.db import compact, open_or_create_keyed, open_table
-from memory_store.tier_rows import (
+from memory_store.lance.tier_rows import (
     CHANGE_KEY,
     CHANGE_SCHEMA,
     CHUNK_KEY,

@@ -36,7 +36,7 @@ from memory_store.lance.db import (
     open_or_create_keyed,
     open_table,
 )
-from memory_store.lance_tiers import quote
+from memory_store.lance.tier_tables import quote
 
 __all__ = ["CODES_TABLE", "MODELS_TABLE", "CodeRows", "CodebookStore", "StoredIndex", "StoredModel"]
 

@@ -26,7 +26,7 @@ from memory_store.lance.db import (
     open_or_create_keyed,
     open_table,
 )
-from memory_store.lance_tiers import rows_for_users
+from memory_store.lance.tier_tables import rows_for_users
 from memory_store.store import UserKey
 
 __all__ = ["STATE_TABLE", "InMemoryPlannerState", "PlannerStateStore", "open_planner_state"]
