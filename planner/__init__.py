@@ -1,7 +1,7 @@
 """The planner: decides per user which lifecycle operations run, and when (MARS's scheduler).
 
 Pure parts only here (summaries, the plan schema, policies, the budget); the local
-LLM backend lives in ``planner.llm_local`` and is imported on demand, since it
+LLM backend lives in ``planner.llm.local`` and is imported on demand, since it
 pulls in torch and transformers.
 """
 

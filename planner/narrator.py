@@ -22,7 +22,7 @@ from planner.backend import ChoiceResult, Script
 from planner.budget import Budget
 
 if TYPE_CHECKING:
-    from planner.llm_local import LocalLLM
+    from planner.llm.local import LocalLLM
 
 __all__ = ["LLMNarrator", "LazyLocalLLM", "TextBackend", "grounded", "prompt_for"]
 
@@ -59,7 +59,7 @@ class LazyLocalLLM:
 
     def _loaded(self) -> LocalLLM:
         if self._llm is None:
-            from planner.llm_local import LocalLLM
+            from planner.llm.local import LocalLLM
 
             self._llm = LocalLLM.load(self._cache_dir)
         return self._llm

@@ -336,7 +336,7 @@ def llm_serve(
     ] = None,
 ) -> None:
     """Serve the packaged LLM over an OpenAI-compatible API, for workers to share."""
-    from planner.llm_serve import serve as run_llm_server
+    from planner.llm.serve import serve as run_llm_server
 
     run_llm_server(host, port, cache_dir, api_key)
 

@@ -23,7 +23,7 @@ from rich.console import Console
 from memory_store.tiers import Operation
 from planner.backend import ChoiceBackend
 from planner.budget import Budget
-from planner.llm_local import LocalLLM
+from planner.llm.local import LocalLLM
 from planner.llm_policy import LLMPolicy
 from planner.policies import FixedIntervalPolicy, RulesPolicy
 from planner.summary import UserSummary
@@ -56,7 +56,7 @@ def run_planner_bench(
     """Time every policy; the LLM decides the first ``llm_users`` users only (it is slow).
 
     With ``openai``, the same users are also decided through that OpenAI-compatible
-    endpoint (``llm_openai``), e.g. ``beliefstream llm-serve`` serving the same model.
+    endpoint (``planner.llm.openai``), e.g. ``beliefstream llm-serve`` serving the same model.
     """
     summaries = synthetic_summaries(users, seed=3)
     results: dict[str, Any] = {"users": users, "llm_users": min(llm_users, users)}
@@ -70,7 +70,7 @@ def run_planner_bench(
     console.print(f"llm/local deciding {len(asked)} users, {batch} per prompt ...")
     results["llm_local"] = _llm_row(backend, asked, batch, _LOCAL_TIMEOUT_S)
     if openai is not None:
-        from planner.llm_openai import OpenAIBackend
+        from planner.llm.openai import OpenAIBackend
 
         model = openai.model or _served_model(openai)
         remote = OpenAIBackend(openai.url, model, openai.api_key, openai.timeout_s)

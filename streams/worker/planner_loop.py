@@ -49,7 +49,7 @@ def build_policy(settings: Settings) -> Policy:
     from pathlib import Path
 
     if settings.llm_backend == "openai":
-        from planner.llm_openai import OpenAIBackend
+        from planner.llm.openai import OpenAIBackend
 
         backend: Any = OpenAIBackend(
             settings.llm_url,
@@ -58,7 +58,7 @@ def build_policy(settings: Settings) -> Policy:
             settings.llm_timeout_s,
         )
     else:
-        from planner.llm_local import LocalLLM
+        from planner.llm.local import LocalLLM
 
         cache = None if settings.llm_cache_dir is None else Path(settings.llm_cache_dir)
         backend = LocalLLM.load(cache)

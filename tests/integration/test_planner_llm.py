@@ -17,7 +17,7 @@ from memory_store.operations import LifecycleParams
 from memory_store.tiers import Operation, Polarity, PreferenceChunk, UserSnapshot, chunk_id_for
 from planner.backend import Choice, ChoiceResult, Script
 from planner.budget import Budget
-from planner.llm_local import LocalLLM
+from planner.llm.local import LocalLLM
 from planner.llm_policy import SYSTEM_PROMPT, USER_PROMPT, LLMPolicy
 from planner.plan import Plan, validate_plan
 from planner.summary import OperationClock, UserSummary, summarize

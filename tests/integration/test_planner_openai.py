@@ -21,10 +21,10 @@ from rich.console import Console
 from memory_store.operations import template_narrative
 from planner.backend import Choice, Script
 from planner.budget import Budget
-from planner.llm_local import LocalLLM
-from planner.llm_openai import OpenAIBackend, answer_schema, user_message
+from planner.llm.local import LocalLLM
+from planner.llm.openai import OpenAIBackend, answer_schema, user_message
+from planner.llm.serve import script_for_schema
 from planner.llm_policy import LLMPolicy
-from planner.llm_serve import script_for_schema
 from planner.narrator import LLMNarrator, grounded
 from planner.plan import Plan, validate_plan
 from streams.bench.planner import OpenAIEndpoint, run_planner_bench

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from planner.backend import Choice, Script
 from planner.budget import Budget
-from planner.llm_openai import (
+from planner.llm.openai import (
     SCHEMA_NAME,
     OpenAIBackend,
     OpenAIBackendError,
@@ -32,8 +32,8 @@ from planner.llm_openai import (
     parse_answer,
     render_template,
 )
+from planner.llm.serve import SchemaError, answer_text, script_for_schema
 from planner.llm_policy import LLMPolicy
-from planner.llm_serve import SchemaError, answer_text, script_for_schema
 from tests.unit.test_planner_llm_policy import user
 
 MENU = Choice((" no", " now", " soon"))

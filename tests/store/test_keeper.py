@@ -22,8 +22,8 @@ from memory_store.lifecycle import (
 from memory_store.operations import extraction, reinforcement, weakening
 from memory_store.store import EventRecord
 from memory_store.tiers import Delta, Operation, UserSnapshot, apply_delta
+from tests.store.test_tier_store import DAY, KINDS, T0, P, catalogue, event, some_events
 from tests.unit.fake_embedding import fake_embed
-from tests.unit.test_tier_store import DAY, KINDS, T0, P, catalogue, event, some_events
 
 OLD = 880_000_000.0  # 1997: MovieLens time, decades before the wall clock
 

@@ -14,7 +14,7 @@ from memory_store.lance.journal import WriteJournal
 from memory_store.lance.planner_state import open_planner_state
 from memory_store.lance.store import open_store
 from memory_store.store import EventRecord
-from tests.unit.test_tier_store import event
+from tests.store.test_tier_store import event
 
 
 class Crash(Exception):

@@ -25,8 +25,8 @@ from memory_store.reader import MemoryReader
 from memory_store.store import EventRecord, MemoryStore, UserDelta
 from memory_store.tiers import Delta, Polarity
 from streams.serve.api import create_app
+from tests.store.test_reader import NOW, chunk
 from tests.unit.fake_embedding import fake_embed
-from tests.unit.test_reader import NOW, chunk
 
 with warnings.catch_warnings():  # starlette would rather test with httpx2, not in the lock
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")

@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from planner.backend import Choice, Script
-from planner.llm_local import LocalLLM
+from planner.llm.local import LocalLLM
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",

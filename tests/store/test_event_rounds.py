@@ -33,8 +33,8 @@ from planner.policies import FixedIntervalPolicy, Policy, RulesPolicy
 from planner.state import PlanningState
 from streams.worker.scheduler import partition_for
 from streams.worker.writer.rounds import EventRounds, RoundResult
-from tests.unit.test_keeper_stream import OLD, keeper
-from tests.unit.test_tier_store import KINDS, catalogue, event
+from tests.store.test_keeper_stream import OLD, keeper
+from tests.store.test_tier_store import KINDS, catalogue, event
 
 # Shrinking reopens LanceDB stores hundreds of times: report the failing example as drawn.
 _NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)

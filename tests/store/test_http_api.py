@@ -15,8 +15,8 @@ from memory_store.reader import MemoryReader
 from memory_store.store import EventRecord, UserDelta
 from memory_store.tiers import Delta, Profile
 from streams.serve.api import create_app
+from tests.store.test_reader import NOW, chunk, interaction
 from tests.unit.fake_embedding import fake_embed
-from tests.unit.test_reader import NOW, chunk, interaction
 
 with warnings.catch_warnings():  # starlette would rather test with httpx2, not in the lock
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")

@@ -22,8 +22,8 @@ from planner.state import (
     encode_state,
 )
 from planner.summary import LastRun, OperationClock
-from tests.unit.test_keeper import OLD, keeper, records
-from tests.unit.test_tier_store import catalogue, some_events
+from tests.store.test_keeper import OLD, keeper, records
+from tests.store.test_tier_store import catalogue, some_events
 
 RESYNTH: Request = ("acme", "u1", "resynthesis", {}, "plan-1", "plan plan-1 by rules: drift")
 

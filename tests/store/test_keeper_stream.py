@@ -20,9 +20,9 @@ from memory_store.lance.store import open_store
 from memory_store.operations import LifecycleParams
 from memory_store.store import EventRecord
 from streams.cli import app
+from tests.store.test_keeper import maintain_all
+from tests.store.test_tier_store import KINDS, catalogue, event
 from tests.unit.fake_embedding import fake_embed
-from tests.unit.test_keeper import maintain_all
-from tests.unit.test_tier_store import KINDS, catalogue, event
 
 OLD = 880_000_000.0
 
