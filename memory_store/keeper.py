@@ -177,7 +177,8 @@ class MemoryKeeper:
                 if (tenant, user_id) not in self._held_since:
                     self._held_since[(tenant, user_id)] = (recs[0].partition, since)
             if not folded.delta.is_empty:
-                deltas.append(UserDelta(tenant, user_id, folded.delta))
+                as_of = _folded_through(snapshots[(tenant, user_id)], recs, folded.held_at)
+                deltas.append(UserDelta(tenant, user_id, folded.delta, as_of))
         self.store.write_deltas(deltas, plan_id)
         return [(d.tenant, d.user_id) for d in deltas]
 
@@ -383,9 +384,21 @@ class MemoryKeeper:
             now = self.now_for(tenant, snap) if at is None else at
             delta = run_planned(snap, steps[(tenant, user_id)], now, embed, self.narrate)
             if not delta.is_empty:
-                deltas.append(UserDelta(tenant, user_id, delta))
+                deltas.append(UserDelta(tenant, user_id, delta, as_of=now))
         return deltas
 
     def compact(self) -> None:
         self.store.compact()
         self.catalogue.compact()
+
+
+def _folded_through(
+    snapshot: UserSnapshot, records: Sequence[EventRecord], held_at: int | None
+) -> float:
+    """The event time a fold's state holds from: its newest folded event, never before the
+    state it started from (its chunks' newest evidence, its profile's round)."""
+    times = [r.event.ts for r in records if held_at is None or r.offset < held_at]
+    times += [c.last_seen for c in snapshot.chunks]
+    if snapshot.profile is not None:
+        times.append(snapshot.profile.built_at)
+    return max(times, default=0.0)

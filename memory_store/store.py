@@ -46,11 +46,26 @@ class EventRecord:
 
 @dataclass(frozen=True, slots=True)
 class UserDelta:
-    """One user's delta, as handed to the store in bulk."""
+    """One user's delta, as handed to the store in bulk.
+
+    ``as_of``: the event time from which the state this delta writes holds (a fold's
+    newest folded event, a maintenance round's time); point-in-time reads go by it.
+    None: the newest time the delta itself carries (its chunks' ``last_seen``, its
+    profile's ``built_at``), and never visible to as-of reads if it carries none.
+    """
 
     tenant: str
     user_id: str
     delta: Delta
+    as_of: float | None = None
+
+    def valid_from(self) -> float:
+        if self.as_of is not None:
+            return self.as_of
+        times = [c.last_seen for c in self.delta.upserts]
+        if self.delta.profile is not None:
+            times.append(self.delta.profile.built_at)
+        return max(times, default=float("inf"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +122,16 @@ class MemoryStore(Protocol):
         """Each user's chunks, profile and newest ``event_limit`` events, in one read per tier.
 
         Unknown users get an empty snapshot; rows are filtered hard on tenant and user.
+        """
+        ...
+
+    def read_snapshots_as_of(
+        self, reads: Sequence[tuple[UserKey, float]], event_limit: int = DEFAULT_EVENT_LIMIT
+    ) -> list[UserSnapshot]:
+        """Each (user, t), in order: the memory as it stood at event time ``t``.
+
+        Chunks and profile as the last write holding from ``t`` or earlier left them;
+        the newest ``event_limit`` events with ``ts <= t`` not yet expired at ``t``.
         """
         ...
 

@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from memory_store.lance.db import connect, open_or_create_keyed, open_table
+from memory_store.lance.history import HISTORY_TABLES
 from memory_store.lance.planner_state import STATE_TABLE
 from memory_store.lance.store import EVENTS_TABLE
 from memory_store.lance.tier_tables import CHANGES_TABLE, CHUNKS_TABLE, PROFILES_TABLE
@@ -35,7 +36,14 @@ __all__ = ["JOURNAL_TABLE", "MEMORY_TABLES", "WriteJournal"]
 JOURNAL_TABLE = "write_journal"
 # Every table a writer's batch or round writes (the catalogue's item upserts are
 # idempotent on their own and outside it).
-MEMORY_TABLES = (EVENTS_TABLE, CHUNKS_TABLE, PROFILES_TABLE, CHANGES_TABLE, STATE_TABLE)
+MEMORY_TABLES = (
+    EVENTS_TABLE,
+    CHUNKS_TABLE,
+    PROFILES_TABLE,
+    CHANGES_TABLE,
+    STATE_TABLE,
+    *HISTORY_TABLES,
+)
 _KEY = "writer"
 _SCHEMA = pa.schema(
     [

@@ -28,6 +28,7 @@ from memory_store.lance.event_rows import (
     event_key,
     events_to_table,
 )
+from memory_store.lance.history import LanceHistory, StateWrite
 from memory_store.lance.tier_rows import interaction_from_row
 from memory_store.lance.tier_tables import (
     LanceTiers,
@@ -65,6 +66,7 @@ class LanceMemoryStore:
         self._lock = threading.Lock()
         self._indexed: set[str] = set()
         self._tiers = LanceTiers(self._db, cleanup_older_than)
+        self._history = LanceHistory(self._db)
 
     def write_events(self, records: Sequence[EventRecord]) -> WriteResult:
         if not records:
@@ -132,25 +134,73 @@ class LanceMemoryStore:
         }
 
     def write_deltas(self, deltas: Sequence[UserDelta], plan_id: str | None = None) -> None:
-        merged: dict[UserKey, list[Delta]] = {}
+        merged: dict[UserKey, list[UserDelta]] = {}
         for item in deltas:
             check_owner(item.tenant, item.user_id, item.delta)
-            merged.setdefault((item.tenant, item.user_id), []).append(item.delta)
-        per_user = [(t, u, Delta.merge(*ds)) for (t, u), ds in merged.items()]
-        per_user = [(t, u, d) for t, u, d in per_user if not d.is_empty or d.changes]
-        if not per_user:
-            return
-        forget = [
-            f"({EVENT_KEY} IN ({', '.join(quote(event_key(t, e)) for e in sorted(set(ids)))})"
-            f" AND {user_filter(t, u)})"
-            for t, u, d in per_user
-            if (ids := d.forget_event_ids)
+            merged.setdefault((item.tenant, item.user_id), []).append(item)
+        writes = [
+            StateWrite(t, u, Delta.merge(*(d.delta for d in ds)), max(d.valid_from() for d in ds))
+            for (t, u), ds in merged.items()
         ]
+        writes = [w for w in writes if not w.delta.is_empty or w.delta.changes]
+        if not writes:
+            return
+        forget = {
+            (w.tenant, w.user_id): (w.valid_from, sorted(set(w.delta.forget_event_ids)))
+            for w in writes
+            if w.delta.forget_event_ids
+        }
+        where = " OR ".join(
+            f"({EVENT_KEY} IN ({', '.join(quote(event_key(t, e)) for e in ids)})"
+            f" AND {user_filter(t, u)})"
+            for (t, u), (_, ids) in forget.items()
+        )
         with self._lock:
-            self._tiers.write_state(per_user)
+            self._tiers.write_state([(w.tenant, w.user_id, w.delta) for w in writes])
+            self._history.record_state(writes, written_at=time.time())
             if forget:
-                self._events.delete(" OR ".join(forget))
-            self._tiers.write_changes([d for _, _, d in per_user], plan_id)
+                expiring = self._events.search().where(where).limit(None).to_arrow()
+                at = [
+                    forget[k][0]
+                    for k in zip(
+                        expiring["tenant"].to_pylist(), expiring["user_id"].to_pylist(), strict=True
+                    )
+                ]
+                self._history.record_expired(expiring, at)
+                self._events.delete(where)
+            self._tiers.write_changes([w.delta for w in writes], plan_id)
+
+    def read_snapshots_as_of(
+        self, reads: Sequence[tuple[UserKey, float]], event_limit: int = DEFAULT_EVENT_LIMIT
+    ) -> list[UserSnapshot]:
+        wanted = list(dict.fromkeys(reads))
+        keys = sorted({key for key, _ in wanted})
+        chunks = self._history.chunks_as_of(wanted)
+        profiles = self._history.profiles_as_of(wanted)
+        events: dict[UserKey, list[dict[str, Any]]] = {}
+        if event_limit > 0 and keys:
+            for row in rows_for_users(self._events, keys):
+                events.setdefault((row["tenant"], row["user_id"]), []).append(row)
+            for row in self._history.expired_rows(keys):
+                events.setdefault((row["tenant"], row["user_id"]), []).append(row)
+        out: list[UserSnapshot] = []
+        for key, t in reads:
+            held = [
+                r for r in events.get(key, ())
+                if r["ts"] <= t and r.get("expired_at", float("inf")) > t
+            ]  # fmt: skip
+            held.sort(key=lambda r: (r["ts"], r["event_id"]))
+            newest = held[max(0, len(held) - event_limit) :]
+            out.append(
+                UserSnapshot(
+                    key[0],
+                    key[1],
+                    tuple(sorted(chunks.get((key, t), ()), key=lambda c: c.chunk_id)),
+                    profiles.get((key, t)),
+                    tuple(interaction_from_row(r) for r in newest),
+                )
+            )
+        return out
 
     def users_ingested_after(self, partition: int, after: float) -> dict[UserKey, int]:
         where = f"source_partition = {int(partition)} AND ingested_at > {float(after)!r}"
