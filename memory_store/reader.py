@@ -80,10 +80,31 @@ class MemoryReader:
         self._hits = self._misses = self._invalidations = 0
         self._query_hits = self._query_misses = 0
 
-    def get_user_memory(self, tenant: str, user_id: str, k: int = 10) -> UserMemoryView:
-        """Profile, the ``k`` strongest chunks decayed to now (ties: chunk id), newest events."""
+    def get_user_memory(
+        self, tenant: str, user_id: str, k: int = 10, as_of: float | None = None
+    ) -> UserMemoryView:
+        """Profile, the ``k`` strongest chunks decayed to now (ties: chunk id), newest events.
+
+        ``as_of``: the memory as it stood at that event time instead, decayed to it.
+        """
         check_k(k)
+        if as_of is not None:
+            return self.get_user_memories_as_of(tenant, [(user_id, as_of)], k)[0]
         return self._view(tenant, user_id, self._entry((tenant, user_id)), k)
+
+    def get_user_memories_as_of(
+        self, tenant: str, reads: Sequence[tuple[str, float]], k: int = 10
+    ) -> list[UserMemoryView]:
+        """Each (user, t), in order: the memory as it stood at event time ``t``, decayed to ``t``.
+
+        For training sets and evaluations: what a ranker would have read then, with no
+        later event, round or forgetting in it. One store read for all; never cached.
+        """
+        check_k(k)
+        entries = self._entries_as_of(tenant, reads)
+        return [
+            self._view(tenant, u, e, k, now=t) for (u, t), e in zip(reads, entries, strict=True)
+        ]
 
     def get_user_memories(
         self, tenant: str, user_ids: Sequence[str], k: int = 10
@@ -102,8 +123,10 @@ class MemoryReader:
         entry = self._fresh_entry((tenant, user_id))
         return None if entry is None else self._view(tenant, user_id, entry, k)
 
-    def _view(self, tenant: str, user_id: str, entry: Entry, k: int) -> UserMemoryView:
-        decayed = self._decayed(entry)
+    def _view(
+        self, tenant: str, user_id: str, entry: Entry, k: int, now: float | None = None
+    ) -> UserMemoryView:
+        decayed = self._decayed(entry, now)
         order = np.argsort(-decayed, kind="stable")[:k]
         return UserMemoryView(
             tenant=tenant,
@@ -122,11 +145,13 @@ class MemoryReader:
         query: str | Sequence[float] | None = None,
         item_ids: Sequence[str] | None = None,
         k: int = 10,
+        as_of: float | None = None,
     ) -> list[ScoredChunk]:
         """The ``k`` chunks best matching a text, a vector or items: cosine x decayed strength.
 
         Exactly one of ``query`` (text or vector) and ``item_ids`` must be given;
-        ValueError (UnknownItemError for unknown items) says what is wrong.
+        ValueError (UnknownItemError for unknown items) says what is wrong. ``as_of``:
+        among the chunks the user had at that event time, decayed to it.
         """
         check_k(k)
         if (query is None) == (item_ids is None):
@@ -139,11 +164,14 @@ class MemoryReader:
             vector = unit_vector(query, self._dimension(), "query embedding")
         else:
             vector = self._items_vector(tenant, () if item_ids is None else item_ids)
-        entry = self._entry((tenant, user_id))
+        if as_of is None:
+            entry = self._entry((tenant, user_id))
+        else:
+            entry = self._entries_as_of(tenant, [(user_id, as_of)])[0]
         if not entry.chunks or k == 0:
             return []
         similarity = (entry.matrix @ vector).astype(np.float64)
-        decayed = self._decayed(entry)
+        decayed = self._decayed(entry, as_of)
         scores = similarity * decayed
         order = np.argsort(-scores, kind="stable")[:k]
         return [
@@ -231,9 +259,23 @@ class MemoryReader:
                         self._entries.popitem(last=False)
         return out
 
-    def _decayed(self, entry: Entry) -> npt.NDArray[np.float64]:
-        """Each chunk's strength decayed from its last evidence to now (as effective_strength)."""
-        now = entry.event_now if self._event_time else self._clock()
+    def _entries_as_of(self, tenant: str, reads: Sequence[tuple[str, float]]) -> list[Entry]:
+        snapshots = self._store.read_snapshots_as_of(
+            [((tenant, u), float(t)) for u, t in reads], self._event_limit
+        )
+        dim = self._dimension()
+        return [
+            build_entry((tenant, u), snap, NO_VERSION, dim, self._event_limit)
+            for (u, _), snap in zip(reads, snapshots, strict=True)
+        ]
+
+    def _decayed(self, entry: Entry, now: float | None = None) -> npt.NDArray[np.float64]:
+        """Each chunk's strength decayed from its last evidence to now (as effective_strength).
+
+        ``now``: an as-of read's time; else the user's newest event or the clock.
+        """
+        if now is None:
+            now = entry.event_now if self._event_time else self._clock()
         elapsed = now - entry.last_seen
         factor = np.power(0.5, np.maximum(elapsed, 0.0) / self._params.half_life)
         return np.asarray(entry.strength * factor, dtype=np.float64)

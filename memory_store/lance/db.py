@@ -72,10 +72,11 @@ def open_or_create_keyed(db: Any, name: str, schema: pa.Schema, key: str) -> Any
         return existing
     try:
         table = db.create_table(name, schema=schema, exist_ok=True)
-    except ValueError as exc:  # another worker created it and already declared its key
-        if "does not match existing table schema" not in str(exc):
+    except (ValueError, RuntimeError) as exc:
+        # Another worker created it (and declared its key, or is committing it now).
+        if "does not match existing table schema" not in str(exc) and not _is_conflict(exc):
             raise
-        table = db.open_table(name)
+        table = _open_created(db, name)
     for attempt in range(20):
         try:
             table.set_unenforced_primary_key(key)
@@ -88,6 +89,16 @@ def open_or_create_keyed(db: Any, name: str, schema: pa.Schema, key: str) -> Any
         time.sleep(0.02 * (attempt + 1))
         table = db.open_table(name)
     raise RuntimeError(f"could not declare the primary key of LanceDB table {name!r}")
+
+
+def _open_created(db: Any, name: str) -> Any:
+    """A table another worker has just created, once it opens."""
+    for attempt in range(20):
+        table = open_table(db, name)
+        if table is not None:
+            return table
+        time.sleep(0.02 * (attempt + 1))
+    raise RuntimeError(f"LanceDB table {name!r} was created elsewhere but does not open")
 
 
 def compact(

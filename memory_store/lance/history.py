@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
 
-from memory_store.lance.db import open_table
+from memory_store.lance.db import compact, open_table
 from memory_store.lance.tier_rows import (
     CHUNK_KEY,
     PROFILE_SCHEMA,
@@ -73,9 +74,11 @@ class StateWrite:
 class LanceHistory:
     """The three history tables on one connection; writes under the store's lock."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, cleanup_older_than: timedelta) -> None:
         self._db = db
+        self._cleanup_older_than = cleanup_older_than
         self._tables: dict[str, Any] = {}
+        self._indexed: dict[str, set[str]] = {}
 
     def _open(self, name: str) -> Any | None:
         if name not in self._tables:
@@ -117,6 +120,12 @@ class LanceHistory:
         """Keep events the live tier is about to drop, with the event time they expired at."""
         if rows.num_rows:
             self._append(EXPIRED_EVENTS, rows.append_column(_EXPIRED_AT, pa.array(expired_at)))
+
+    def compact(self) -> None:
+        """Index the per-user read keys and merge fragments (every write appends one)."""
+        for name in HISTORY_TABLES:
+            indexed = self._indexed.setdefault(name, set())
+            compact(self._open(name), ("user_id", "tenant"), self._cleanup_older_than, indexed)
 
     # -- reads --
 

@@ -66,7 +66,7 @@ class LanceMemoryStore:
         self._lock = threading.Lock()
         self._indexed: set[str] = set()
         self._tiers = LanceTiers(self._db, cleanup_older_than)
-        self._history = LanceHistory(self._db)
+        self._history = LanceHistory(self._db, cleanup_older_than)
 
     def write_events(self, records: Sequence[EventRecord]) -> WriteResult:
         if not records:
@@ -222,6 +222,7 @@ class LanceMemoryStore:
     def compact(self) -> None:
         with self._lock:
             self._tiers.compact()
+            self._history.compact()
             compact(self._events, _INDEXED_COLUMNS, self._cleanup_older_than, self._indexed)
 
 

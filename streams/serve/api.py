@@ -74,6 +74,9 @@ def _authoriser(api_keys: Mapping[str, str]) -> Callable[..., Awaitable[None]]:
     return authorise
 
 
+_AS_OF = "Point-in-time read: the memory as it stood at this event time (epoch s)."
+
+
 def create_app(reader: MemoryReader, api_keys: Mapping[str, str]) -> FastAPI:
     """The read API over ``reader``; ``api_keys`` maps each key to the tenant it may read."""
     app = FastAPI(title="beliefstream memory", version="1")
@@ -85,9 +88,15 @@ def create_app(reader: MemoryReader, api_keys: Mapping[str, str]) -> FastAPI:
 
     @app.get(_MEMORY, response_model=MemoryOut, dependencies=guard, responses=_ERRORS)
     async def memory(
-        tenant: Id, user_id: Id, k: Annotated[int, Query(ge=0, le=MAX_K)] = 10
+        tenant: Id,
+        user_id: Id,
+        k: Annotated[int, Query(ge=0, le=MAX_K)] = 10,
+        as_of: Annotated[float | None, Query(allow_inf_nan=False, description=_AS_OF)] = None,
     ) -> MemoryOut:
         """Profile, the k strongest beliefs (decayed to now) and recent events."""
+        if as_of is not None:
+            past = await run_in_threadpool(reader.get_user_memory, tenant, user_id, k, as_of)
+            return MemoryOut.model_validate(past)
         # A cache hit is answered on the event loop; a miss reads LanceDB in a worker thread.
         view = reader.cached_user_memory(tenant, user_id, k)
         if view is None:
@@ -98,6 +107,10 @@ def create_app(reader: MemoryReader, api_keys: Mapping[str, str]) -> FastAPI:
     def memories(tenant: Id, body: MemoriesIn) -> MemoriesOut:
         """``memory`` for many users at once (a ranker scoring a batch): one store read for
         every user not cached."""
+        reads = body.reads()
+        if reads is not None:
+            past = reader.get_user_memories_as_of(tenant, reads, body.k)
+            return MemoriesOut(tenant=tenant, memories=[MemoryOut.model_validate(v) for v in past])
         views = reader.get_user_memories(tenant, body.user_ids, body.k)
         return MemoriesOut(
             tenant=tenant, memories=[MemoryOut.model_validate(v) for v in views.values()]
@@ -113,7 +126,7 @@ def create_app(reader: MemoryReader, api_keys: Mapping[str, str]) -> FastAPI:
         """The k beliefs best matching a text, an embedding or items (cosine x strength)."""
         query = body.query if body.query is not None else body.embedding
         try:
-            found = reader.retrieve(tenant, user_id, query, body.item_ids, body.k)
+            found = reader.retrieve(tenant, user_id, query, body.item_ids, body.k, body.as_of)
         except UnknownItemError as exc:
             raise HTTPException(404, str(exc)) from exc
         except ValueError as exc:

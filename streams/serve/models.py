@@ -28,6 +28,10 @@ MAX_K = 1000
 MAX_USERS = 1000
 
 
+#: An event time (epoch seconds) a point-in-time read is taken at.
+EventTime = Annotated[float, Field(allow_inf_nan=False)]
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True, frozen=True)
 
@@ -76,11 +80,35 @@ class MemoriesIn(BaseModel):
         min_length=1, max_length=MAX_USERS
     )
     k: int = Field(default=10, ge=0, le=MAX_K)
+    as_of: EventTime | list[EventTime] | None = Field(
+        default=None,
+        description="Point-in-time read: one event time for every user, or one per user id "
+        "(then a user may appear again at another time). Omitted: the memory now.",
+    )
+
+    @model_validator(mode="after")
+    def _one_time_per_user(self) -> MemoriesIn:
+        if isinstance(self.as_of, list) and len(self.as_of) != len(self.user_ids):
+            raise ValueError(
+                f"as_of holds {len(self.as_of)} times for {len(self.user_ids)} user ids"
+            )
+        return self
+
+    def reads(self) -> list[tuple[str, float]] | None:
+        """(user, t) pairs of a point-in-time read, in request order; None for a read now."""
+        if self.as_of is None:
+            return None
+        if isinstance(self.as_of, list):
+            return list(zip(self.user_ids, self.as_of, strict=True))
+        return [(u, self.as_of) for u in dict.fromkeys(self.user_ids)]
 
 
 class MemoriesOut(_Out):
     tenant: str
-    memories: list[MemoryOut] = Field(description="One per distinct user id, in request order.")
+    memories: list[MemoryOut] = Field(
+        description="One per distinct user id (per request entry with a list of as_of "
+        "times), in request order."
+    )
 
 
 class ScoredChunkOut(ChunkOut):
@@ -99,6 +127,9 @@ class RetrieveIn(BaseModel):
         default=None, min_length=1, max_length=1000
     )
     k: int = Field(default=10, ge=0, le=MAX_K)
+    as_of: EventTime | None = Field(
+        default=None, description="Match the beliefs held at this event time (epoch s)."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> RetrieveIn:

@@ -220,7 +220,33 @@ def test_memories_reads_a_batch_in_request_order_within_the_keys_tenant(
 
 @pytest.mark.parametrize(
     "body", [{"user_ids": []}, {"user_ids": [""]}, {"user_ids": ["u1"], "k": -1}, {"k": 3},
-             {"user_ids": ["u1"] * 1001}, {"user_ids": ["u1"], "extra": 1}]
+             {"user_ids": ["u1"] * 1001}, {"user_ids": ["u1"], "extra": 1},
+             {"user_ids": ["u1", "u2"], "as_of": [1.0]}, {"user_ids": ["u1"], "as_of": "soon"}]
 )  # fmt: skip
 def test_a_bad_batch_is_422(client: TestClient, body: dict[str, Any]) -> None:
     assert client.post(MEMORIES.format("acme"), headers=ACME, json=body).status_code == 422
+
+
+def test_as_of_reads_the_memory_as_it_stood_then(client: TestClient) -> None:
+    """The fixture's beliefs and profile hold from NOW; its events are at NOW-10, -9, -8."""
+    before = client.get(MEMORY.format("acme", "u1"), params={"as_of": NOW - 9}, headers=ACME)
+    assert before.status_code == 200
+    early = before.json()
+    assert early["chunks"] == [] and early["profile"] is None and early["chunk_count"] == 0
+    assert [e["ts"] for e in early["events"]] == [NOW - 9, NOW - 10]
+    then = client.get(MEMORY.format("acme", "u1"), params={"as_of": NOW}, headers=ACME).json()
+    now = client.get(MEMORY.format("acme", "u1"), headers=ACME).json()
+    assert then == now  # nothing was written after NOW; decayed to NOW, the reader's clock
+    body = {"user_ids": ["u1", "u1"], "as_of": [NOW - 9, NOW], "k": 10}
+    batch = client.post(MEMORIES.format("acme"), headers=ACME, json=body).json()["memories"]
+    assert batch == [early, then]
+    matched = client.post(
+        RETRIEVE.format("acme", "u1"), headers=ACME, json={"query": "Comedy", "as_of": NOW - 9}
+    )
+    assert matched.status_code == 200 and matched.json()["chunks"] == []
+
+
+@pytest.mark.parametrize("as_of", ["nan", "inf", "yesterday"])
+def test_a_bad_as_of_is_422(client: TestClient, as_of: str) -> None:
+    response = client.get(MEMORY.format("acme", "u1"), params={"as_of": as_of}, headers=ACME)
+    assert response.status_code == 422
