@@ -21,6 +21,7 @@ __all__ = [
     "CLEANUP_OLDER_THAN",
     "compact",
     "connect",
+    "open_or_create",
     "open_or_create_keyed",
     "open_table",
     "retry_commit_conflicts",
@@ -60,6 +61,20 @@ def open_table(db: Any, name: str) -> Any | None:
     raise RuntimeError(f"LanceDB table {name!r} is listed but does not open")
 
 
+def open_or_create(db: Any, name: str, schema: pa.Schema) -> Any:
+    """Open ``name``, or create it empty with ``schema``; safe when several workers start."""
+    existing = open_table(db, name)
+    if existing is not None:
+        return existing
+    try:
+        return db.create_table(name, schema=schema, exist_ok=True)
+    except (ValueError, RuntimeError) as exc:
+        # Another worker created it (and declared its key, or is committing it now).
+        if "does not match existing table schema" not in str(exc) and not _is_conflict(exc):
+            raise
+        return _open_created(db, name)
+
+
 def open_or_create_keyed(db: Any, name: str, schema: pa.Schema, key: str) -> Any:
     """Open ``name``, or create it with ``key`` declared as its primary key.
 
@@ -70,13 +85,7 @@ def open_or_create_keyed(db: Any, name: str, schema: pa.Schema, key: str) -> Any
     existing = open_table(db, name)
     if existing is not None:
         return existing
-    try:
-        table = db.create_table(name, schema=schema, exist_ok=True)
-    except (ValueError, RuntimeError) as exc:
-        # Another worker created it (and declared its key, or is committing it now).
-        if "does not match existing table schema" not in str(exc) and not _is_conflict(exc):
-            raise
-        table = _open_created(db, name)
+    table = open_or_create(db, name, schema)
     for attempt in range(20):
         try:
             table.set_unenforced_primary_key(key)

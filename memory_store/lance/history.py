@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from memory_store.lance.db import compact, open_table
+from memory_store.lance.db import compact, open_or_create, open_table
 from memory_store.lance.tier_rows import (
     CHUNK_KEY,
     PROFILE_SCHEMA,
@@ -91,8 +91,7 @@ class LanceHistory:
     def _append(self, name: str, rows: pa.Table) -> None:
         table = self._open(name)
         if table is None:
-            table = self._db.create_table(name, schema=rows.schema, exist_ok=True)
-            self._tables[name] = table
+            table = self._tables[name] = open_or_create(self._db, name, rows.schema)
         table.add(rows)
 
     # -- writes --

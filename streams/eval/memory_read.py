@@ -1,19 +1,22 @@
 """Reading a worker's memory the way a ranker does, as the scorer's input.
 
-The strengths, polarities and the set of chunks come from ``MemoryReader`` (the
-ranker API), with ``decay_in_event_time`` on: MovieLens is from the 1990s, so
-decay runs to each user's newest event, as it did while the history was live.
-The read view carries no vectors, so the chunk and profile embeddings are taken
-from the same store by chunk id. Both reads are bulk, per 500 users
-(``get_user_memories`` and ``read_snapshots``).
-The worker is stopped before this runs, so both reads see one memory version.
+Each user is read **as of their target's time** (a point-in-time read): the
+chunks, profile and events as they stood when the held-out interaction
+happened, strengths decayed to that time, with no later round, expiry or
+forgetting in them. A ranker asking at the target time would have seen just
+that; reading after the whole replay instead showed idle users' memories
+years later (see ``retention``). The strengths, polarities and the set of
+chunks come from ``MemoryReader`` (the ranker API,
+``get_user_memories_as_of``); the read view carries no vectors, so the chunk
+and profile embeddings are taken from the same point in time of the store by
+chunk id. Both reads are bulk, per 500 users.
 The view's recent events (the reader's default window, newest first) are the
 memory's evidence, weighted as the worker weighs them (``evidence_weight``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,9 +51,14 @@ class MemoryStats:
 
 
 def read_tiered_memory(
-    uri: str, tenant: str, users: Sequence[str], embed: Embedder, dim: int
+    uri: str,
+    tenant: str,
+    users: Sequence[str],
+    embed: Embedder,
+    dim: int,
+    as_of: Mapping[str, float],
 ) -> tuple[dict[str, MemoryVectors], MemoryStats]:
-    """Each user's chunks (decayed strength, polarity) and profile, as scorer vectors."""
+    """Each user's chunks (decayed strength, polarity) and profile at ``as_of[user]``."""
     store = open_store(uri)
     reader = MemoryReader(
         store,
@@ -59,18 +67,16 @@ def read_tiered_memory(
         cache_users=0,
         event_limit=READER_EVENTS,
         dimension=dim,
-        decay_in_event_time=True,
     )
     out: dict[str, MemoryVectors] = {}
     empty = with_profile = chunks = dislikes = events = 0
     for start in range(0, len(users), _SLICE):
         part = list(users[start : start + _SLICE])
-        snapshots = store.read_snapshots([(tenant, u) for u in part], event_limit=0)
-        views = reader.get_user_memories(tenant, part, k=_ALL_CHUNKS)
-        for user in part:
-            snap = snapshots[(tenant, user)]
+        reads = [(u, as_of[u]) for u in part]
+        snapshots = store.read_snapshots_as_of([((tenant, u), t) for u, t in reads], 0)
+        views = reader.get_user_memories_as_of(tenant, reads, k=_ALL_CHUNKS)
+        for user, snap, view in zip(part, snapshots, views, strict=True):
             vectors = {c.chunk_id: c.embedding for c in snap.chunks}
-            view = views[user]
             missing = [c.chunk_id for c in view.chunks if c.chunk_id not in vectors]
             if missing:
                 raise RuntimeError(f"memory of {user} changed between two reads: {missing[:3]}")

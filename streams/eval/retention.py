@@ -1,19 +1,19 @@
 """Which users' memories lost, before the read, events a read at their target time would keep.
 
-Under leave-last-out every memory is read once, after the whole replay. For a
-user whose held-out interaction lies long before the end of the replay (most
-of ml-1m's users rated in 2000; the replay runs to 2003), the memory read is the
-memory of an idle user years later: planned maintenance (rules and the LLM
-schedule forgetting for idle users) expires their events and forgets their
-chunks against a "now" long past their target, which a ranker asking at the
-target time would not have seen. ``flat`` and ``recent`` never forget.
+Every memory is read as of its user's target time (``memory_read``: a
+point-in-time read), so nothing the worker did after the target (planned
+forgetting of idle users, expiry against a "now" years later) is in it, and
+this check reports zero users by construction. It stays as a guard: a user
+counts as *forgotten* in a tiered variant when the memory's event tier (the
+reader's window) holds fewer events than retention keeps at the user's target
+time (the newest ``window`` of the training events within ``event_ttl`` of
+it); a non-zero count would mean the memory lost events before the target that
+retention should have kept. Every variant is reported again on the users no
+tiered variant lost (the same users for all).
 
-A user counts as *forgotten after the target* in a tiered variant when the
-memory's event tier (the reader's window) holds fewer events than retention
-keeps at the user's own newest training event: the newest ``window`` of those
-within ``event_ttl`` of it. Reporting every variant again on the users no
-tiered variant forgot this way compares them at an equal "now" (the same users
-for all), and the count says how much the read-at-the-end protocol costs.
+Before point-in-time reads, every memory was read once after the whole replay:
+most of ml-1m's users rated in 2000 and the replay runs to 2003, so the read
+showed idle users' memories years after their target.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ class RetentionCheck:
 
 
 def events_kept_at_target(split: TimeSplit, ttl_s: float, window: int) -> dict[str, int]:
-    """user -> events a read at the user's newest training event shows: min(window, in TTL)."""
+    """user -> events a read at the user's target time shows: min(window, training events
+    within the TTL of the target). Expiry before the target is the worker's retention doing
+    its job, which a ranker at that time sees too; only losing more than this counts."""
     times: dict[str, list[float]] = {u: [] for u in split.targets}
     for row in split.train:
         kept = times.get(str(row["user_id"]))
@@ -54,8 +56,8 @@ def events_kept_at_target(split: TimeSplit, ttl_s: float, window: int) -> dict[s
             kept.append(float(row["ts"]))
     out: dict[str, int] = {}
     for user, ts in times.items():
-        newest = max(ts, default=0.0)
-        out[user] = min(window, sum(1 for t in ts if t >= newest - ttl_s))
+        at = float(split.targets[user]["ts"])
+        out[user] = min(window, sum(1 for t in ts if at - ttl_s <= t <= at))
     return out
 
 
@@ -88,12 +90,14 @@ def retention_section(check: RetentionCheck, window: int) -> dict[str, Any]:
     """``retention_check``: users forgotten after their target, and every variant without them."""
     return {
         "definition": (
-            "leave-last-out reads every memory after the whole replay; a user is forgotten after "
-            "the target in a tiered variant when the reader's event window holds fewer events "
-            f"than retention keeps at the user's newest training event (the newest {window} "
-            "within event_ttl of it); variants: every variant's metrics on the users no tiered "
-            "variant forgot this way (the same users for all)"
+            "every memory is read as of its user's target time (point-in-time reads), so "
+            "nothing done after the target is in it: zero users forgotten after the target by "
+            "construction. Kept as a guard: a user counts when the reader's event window holds "
+            f"fewer events than retention keeps at the user's target time (the newest {window} "
+            "training events within event_ttl of it); variants: every variant's metrics on the "
+            "users no tiered variant lost this way (the same users for all)"
         ),
+        "read": "as of each user's target time",
         "forgotten_after_target": {n: len(u) for n, u in check.forgotten.items()},
         "users_intact": len(check.intact),
         "variants": {n: _figures(m) for n, m in check.metrics.items()},

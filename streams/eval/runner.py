@@ -185,8 +185,9 @@ def run_eval(
                                      items_at_cut, items_later, TENANT, opts, status)  # fmt: skip
                     status(f"{name}: reading memory through MemoryReader", None, None)
                     memories, stats = read_tiered_memory(
-                        run.lancedb_uri, TENANT, list(cut.targets), embedder, DIMENSION
-                    )
+                        run.lancedb_uri, TENANT, list(cut.targets), embedder, DIMENSION,
+                        {u: float(row["ts"]) for u, row in cut.targets.items()},
+                    )  # fmt: skip
                     runs[name] = run
                     forgotten[name] = forgotten_after_target(memories, kept_at_target)
                     extra = {

@@ -28,16 +28,18 @@ def memory(events: int) -> MemoryVectors:
     return MemoryVectors.empty(4, tuple((f"i{k}", 1.0) for k in range(events)))
 
 
-def test_kept_events_are_the_window_of_those_within_the_ttl_of_the_newest() -> None:
+def test_kept_events_are_the_window_of_those_within_the_ttl_of_the_target() -> None:
     rows = [
         ev(0, "a", "i0", 0.0), ev(1, "a", "i1", 400 * DAY), ev(2, "a", "i2", 401 * DAY),
         ev(3, "b", "i0", 402 * DAY), ev(4, "b", "i1", 403 * DAY), ev(5, "b", "i2", 404 * DAY),
         ev(6, "b", "i3", 405 * DAY), ev(7, "a", "i3", 500 * DAY),
+        ev(8, "c", "i0", 0.0), ev(9, "c", "i1", 100 * DAY), ev(10, "c", "i2", 700 * DAY),
     ]  # fmt: skip
-    split = leave_last_out(rows)
-    # a: training i0 (day 0, outside 365 days of day 401), i1, i2; b: i0, i1, i2.
-    assert events_kept_at_target(split, 365 * DAY, 50) == {"a": 2, "b": 3}
-    assert events_kept_at_target(split, 365 * DAY, 2) == {"a": 2, "b": 2}
+    split = leave_last_out(sorted(rows, key=lambda r: r["ts"]))
+    # a (target day 500): i0 (day 0) is outside 365 days of it, i1 and i2 inside;
+    # b (day 405): i0, i1, i2; c (day 700): both its training events expired before it.
+    assert events_kept_at_target(split, 365 * DAY, 50) == {"a": 2, "b": 3, "c": 0}
+    assert events_kept_at_target(split, 365 * DAY, 2) == {"a": 2, "b": 2, "c": 0}
 
 
 def test_a_memory_with_fewer_events_than_retention_keeps_was_forgotten_after_the_target() -> None:
