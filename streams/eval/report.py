@@ -34,8 +34,8 @@ __all__ = [
 ]
 
 # Whose memory scores the cold items for the headline cold figures (first one run).
-COLD_REFERENCE = ("tiered_rules", "tiered_fixed", "tiered_llm", "flat", "recent", "sasrec",
-                  "popularity")  # fmt: skip
+COLD_REFERENCE = ("tiered_rules", "tiered_fixed", "tiered_llm", "flat", "recent",
+                  "ease_recent", "sasrec", "popularity")  # fmt: skip
 
 _OPS_COUNTED = (
     "beliefstream_ops_run_total summed over operations: consolidation and forgetting once per "
@@ -132,9 +132,12 @@ def scorer_section(config: ScorerConfig) -> dict[str, Any]:
         "item_vector": "MiniLM of 'Title (year). Genre, Genre, 1990s' (item_text + year)",
         "collab_vector": "item2vec (dim 32, window 5, 5 epochs) on the training split's "
         "per-user item sequences",
-        "tiered": "chunks and decayed strengths from MemoryReader.get_user_memory "
-        "(reader_event_time), chunk and profile embeddings from the store by chunk id; "
-        "evidence: the view's recent events (the reader's default window)",
+        "tiered": "chunks and strengths decayed to the target time from "
+        "MemoryReader.get_user_memories_as_of (each user read as of their target), chunk and "
+        "profile embeddings from the store as of the same time by chunk id; evidence: the "
+        "view's recent events (the reader's default window)",
+        "ease_recent": "item-item EASE (l2 500, fitted on the training split) over the user's "
+        "20 newest events of the memory's event tier, weights 0.5^(k/2); not the scorer",
         "flat": "every training event of the user: pseudo-chunks (item vector, signed "
         "evidence_weight) and evidence; no profile",
         "recent": f"the user's last {RECENT_EVENTS} training events, as flat",

@@ -19,6 +19,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -27,6 +29,7 @@ from memory_store.operations import LifecycleParams
 from streams.eval.ablation import ablations
 from streams.eval.cold import CodebookCold, QueryFn, codebook_cold
 from streams.eval.collab import CollabPool, collab_matrix, popularity_counts
+from streams.eval.ease import EaseConfig, EaseRanker
 from streams.eval.memory_read import READER_EVENTS, read_tiered_memory
 from streams.eval.pipeline import Policy, RunOptions, TieredRun, run_tiered
 from streams.eval.report import (
@@ -49,6 +52,7 @@ from streams.eval.tuning import tune_weights
 from streams.eval.variants import (
     RECENT_EVENTS,
     Ranked,
+    ScoreFn,
     content_queries,
     event_memories,
     memory_scores_fn,
@@ -63,7 +67,10 @@ __all__ = ["TIERED", "VARIANTS", "run_eval"]
 
 TENANT = "movielens"
 TIERED: dict[str, Policy] = {"tiered_fixed": "fixed", "tiered_rules": "rules", "tiered_llm": "llm"}
-VARIANTS = ("popularity", "recent", "flat", "tiered_fixed", "tiered_rules", "tiered_llm", "sasrec")
+VARIANTS = (
+    "popularity", "recent", "flat", "tiered_fixed", "tiered_rules", "tiered_llm", "ease_recent",
+    "sasrec",
+)  # fmt: skip
 # Training events above which SASRec trains for fewer epochs (ml-1m: ~35 s an epoch here).
 _LARGE = 200_000
 
@@ -143,6 +150,7 @@ def run_eval(
     runs: dict[str, TieredRun] = {}
     queries: dict[str, QueryFn] = {}
     forgotten: dict[str, frozenset[str]] = {}
+    tiered_memories: dict[str, dict[str, MemoryVectors]] = {}
     kept_at_target = events_kept_at_target(
         cut, LifecycleParams().event_ttl, READER_EVENTS
     )  # what the worker's retention (default params) keeps at each user's target time
@@ -174,6 +182,8 @@ def run_eval(
                         cut, space, cfg,
                         lambda e, loss: status(f"sasrec: epochs (loss {loss:.3f})", e, epochs),
                     )  # fmt: skip
+                elif name == "ease_recent":
+                    score, extra = _ease_recent(cut, space, tiered_memories)
                 elif name in ("flat", "recent"):
                     memories = event_memories(
                         cut, space, RECENT_EVENTS if name == "recent" else None
@@ -189,6 +199,7 @@ def run_eval(
                         {u: float(row["ts"]) for u, row in cut.targets.items()},
                     )  # fmt: skip
                     runs[name] = run
+                    tiered_memories[name] = memories
                     forgotten[name] = forgotten_after_target(memories, kept_at_target)
                     extra = {
                         "memory": asdict(stats),
@@ -267,3 +278,25 @@ def _cold_by_codebook(
         console.print(f"[yellow]item codebook unavailable, cold items by the content scorer: "
                       f"{exc!r}[/]")  # fmt: skip
         return None, repr(exc)
+
+
+def _ease_recent(
+    cut: TimeSplit, space: ItemSpace, tiered: dict[str, dict[str, MemoryVectors]]
+) -> tuple[ScoreFn, dict[str, Any]]:
+    """EASE over each user's recent events as the memory returns them: the event tier of the
+    first tiered run, read as of the target (else the training split's, and it says so)."""
+    cfg = EaseConfig()
+    ranker = EaseRanker.fit(cut, space, cfg)
+    source = next(iter(tiered), None)
+    if source is not None:
+        memories, origin = tiered[source], f"event tier of {source}, read as of each target"
+    else:
+        memories, origin = event_memories(cut, space, cfg.window), "training split"
+    empty = MemoryVectors.empty(space.vectors.shape[1])
+
+    def score(user: str) -> npt.NDArray[np.float64]:
+        return ranker.scores([item for item, _ in memories.get(user, empty).evidence])
+
+    extra = {"events_from": origin, "l2": cfg.l2, "window": cfg.window,
+             "half_life_events": cfg.half_life_events}  # fmt: skip
+    return score, extra

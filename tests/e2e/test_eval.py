@@ -49,8 +49,10 @@ def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) 
         assert v["users"] == users, name
         assert v["ops"] >= 0 and v["llm_calls"] >= 0 and v["llm_tokens"] >= 0, name
         assert v["wall_s"] > 0, name
-    for name in ("popularity", "recent", "flat", "sasrec"):
+    for name in ("popularity", "recent", "flat", "ease_recent", "sasrec"):
         assert variants[name]["ops"] == variants[name]["llm_calls"] == 0
+    ease = variants["ease_recent"]["details"]
+    assert ease["events_from"] == "event tier of tiered_fixed, read as of each target"
     memory_variants = ("recent", "flat", "tiered_fixed", "tiered_rules", "tiered_llm")
     for name in memory_variants:
         ablated = variants[name]["details"]["ablations"]
