@@ -25,8 +25,10 @@ __all__ = ["ABLATIONS", "ablations"]
 ABLATIONS: dict[str, tuple[dict[str, float], bool]] = {
     "no_codebook_pool": ({}, False),
     "without_popularity": ({"popularity": 0.0}, True),
-    "content_only": ({"content": 1.0, "collab": 0.0, "popularity": 0.0}, False),
-    "collab_only": ({"content": 0.0, "collab": 1.0, "popularity": 0.0}, False),
+    "content_only": ({"content": 1.0, "collab": 0.0, "popularity": 0.0, "ease": 0.0}, False),
+    "collab_only": ({"content": 0.0, "collab": 1.0, "popularity": 0.0, "ease": 0.0}, False),
+    "without_ease": ({"ease": 0.0}, True),
+    "ease_only": ({"content": 0.0, "collab": 0.0, "popularity": 0.0, "ease": 1.0}, False),
 }
 
 

@@ -29,7 +29,7 @@ from memory_store.operations import LifecycleParams
 from streams.eval.ablation import ablations
 from streams.eval.cold import CodebookCold, QueryFn, codebook_cold
 from streams.eval.collab import CollabPool, collab_matrix, popularity_counts
-from streams.eval.ease import EaseConfig, EaseRanker
+from streams.eval.ease import EaseRanker
 from streams.eval.memory_read import READER_EVENTS, read_tiered_memory
 from streams.eval.pipeline import Policy, RunOptions, TieredRun, run_tiered
 from streams.eval.report import (
@@ -127,17 +127,20 @@ def run_eval(
     space = ItemSpace.embed(data.items, embedder)
     seconds["item_vectors"] = round(time.monotonic() - mark, 2)
     config = scorer_config or ScorerConfig()
-    scorer, pool = None, None
+    scorer, pool, ease = None, None, None
     tuning: dict[str, Any] = {"chosen": "given by the caller"}
     if any(v not in ("popularity", "sasrec") for v in chosen):
         mark = time.monotonic()
         collab = collab_matrix(cut, space)
         seconds["collab_vectors"] = round(time.monotonic() - mark, 2)
         counts = popularity_counts(cut, space)
-        scorer = ReferenceScorer(space, collab, counts, config)
+        mark = time.monotonic()
+        ease = EaseRanker.fit(cut, space)
+        seconds["ease_fit"] = round(time.monotonic() - mark, 2)
+        scorer = ReferenceScorer(space, collab, counts, config, ease.scores)
         if scorer_config is None:  # weights from validation interactions, not the targets
             config, tuning = tune_weights(scorer, cut, seed=seed)
-            scorer = ReferenceScorer(space, collab, counts, config)
+            scorer = ReferenceScorer(space, collab, counts, config, ease.scores)
         if config.pool > 0:
             pool = CollabPool(space, collab, cut.known_items, seed)
             seconds["collab_codebook_fit"] = round(pool.fit_s, 2)
@@ -183,7 +186,7 @@ def run_eval(
                         lambda e, loss: status(f"sasrec: epochs (loss {loss:.3f})", e, epochs),
                     )  # fmt: skip
                 elif name == "ease_recent":
-                    score, extra = _ease_recent(cut, space, tiered_memories)
+                    score, extra = _ease_recent(cut, space, tiered_memories, ease)
                 elif name in ("flat", "recent"):
                     memories = event_memories(
                         cut, space, RECENT_EVENTS if name == "recent" else None
@@ -281,12 +284,15 @@ def _cold_by_codebook(
 
 
 def _ease_recent(
-    cut: TimeSplit, space: ItemSpace, tiered: dict[str, dict[str, MemoryVectors]]
+    cut: TimeSplit,
+    space: ItemSpace,
+    tiered: dict[str, dict[str, MemoryVectors]],
+    ranker: EaseRanker | None,
 ) -> tuple[ScoreFn, dict[str, Any]]:
     """EASE over each user's recent events as the memory returns them: the event tier of the
     first tiered run, read as of the target (else the training split's, and it says so)."""
-    cfg = EaseConfig()
-    ranker = EaseRanker.fit(cut, space, cfg)
+    ranker = ranker or EaseRanker.fit(cut, space)
+    cfg = ranker.config
     source = next(iter(tiered), None)
     if source is not None:
         memories, origin = tiered[source], f"event tier of {source}, read as of each target"

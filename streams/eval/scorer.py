@@ -13,7 +13,8 @@ For user u and catalogue item i (all vectors unit length):
     content(i) = cos(x_i, q_C),   q_C = sum_c sign_c * strength_c * e_c + w_p * profile
     collab(i)  = cos(v_i, q_B),   q_B = sum_k 0.5^(k / H) * (1 + w_k / 2) * v_{item_k}
     pop(i)     = log(1 + training interactions of i)
-    score(i)   = a * z(content)(i) + b * z(collab)(i) + g * z(pop)(i)
+    ease(i)    = sum_k<20 0.5^(k / 2) * B[item_k, i]     (item-item EASE, ``streams.eval.ease``)
+    score(i)   = a * z(content)(i) + b * z(collab)(i) + g * z(pop)(i) + e * z(ease)(i)
                + P * [i among the codebook's top-``pool`` candidates for (q_C, q_B)]
 
 x_i is the MiniLM vector of the item's text (title, year, genres: what the chunks
@@ -38,7 +39,7 @@ are fixed (``ScorerConfig``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,6 +188,7 @@ class ScorerConfig:
     content: float = 1.0  # a
     collab: float = 1.0  # b
     popularity: float = 0.5  # g
+    ease: float = 1.0  # e: the item-item EASE term, when the scorer has one
     half_life_events: float = 5.0  # H
     pool: int = 100  # codebook candidates ranked first; 0: no codebook pool
 
@@ -200,10 +202,13 @@ class ReferenceScorer:
         collab: npt.ArrayLike,
         popularity: npt.ArrayLike,
         config: ScorerConfig | None = None,
+        ease: Callable[[Sequence[str]], npt.NDArray[np.float64]] | None = None,
     ) -> None:
         """``collab``: one collaborative row per item of ``space`` (zero: none);
-        ``popularity``: training interaction counts per item of ``space``."""
+        ``popularity``: training interaction counts per item of ``space``; ``ease``: item
+        scores from the evidence items, newest first (``streams.eval.ease``), if any."""
         self.space, self.config = space, config or ScorerConfig()
+        self.ease = ease
         self.collab = unit_rows(collab).astype(np.float64)
         counts = np.asarray(popularity, dtype=np.float64)
         if self.collab.shape[0] != len(space.item_ids) or counts.shape != (len(space.item_ids),):
@@ -227,12 +232,15 @@ class ReferenceScorer:
         return q
 
     def components(self, memory: MemoryVectors) -> dict[str, npt.NDArray[np.float64]]:
-        """The three standardised components, before weighting."""
-        return {
+        """The standardised components (three, four with EASE), before weighting."""
+        out = {
             "content": standardised(_cosines(self._content, self.content_query(memory))),
             "collab": standardised(_cosines(self.collab, self.collab_query(memory))),
             "popularity": self._pop,
         }
+        if self.ease is not None:
+            out["ease"] = standardised(self.ease([item for item, _ in memory.evidence]))
+        return out
 
     def scores(
         self,
@@ -245,7 +253,8 @@ class ReferenceScorer:
         ``weights`` overrides (a, b, g) by component name, for ablations.
         """
         cfg = self.config
-        chosen = {"content": cfg.content, "collab": cfg.collab, "popularity": cfg.popularity}
+        chosen = {"content": cfg.content, "collab": cfg.collab, "popularity": cfg.popularity,
+                  "ease": cfg.ease}  # fmt: skip
         chosen |= dict(weights or {})
         total = np.zeros(len(self.space.item_ids), dtype=np.float64)
         for name, values in self.components(memory).items():

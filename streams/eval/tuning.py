@@ -8,11 +8,12 @@ here on a validation set drawn from the training split alone: for up to
 ``max_users`` evaluated users (a seeded sample), the last training interaction
 is the validation target and the ``flat`` memory of the events before it is
 the input. The collaborative weight b stays 1 (the scale the others are
-relative to); the content weight a and popularity weight g are picked from
-small grids by NDCG@10 (ties: the earlier grid entry, i.e. the smaller weight),
-without the codebook pool. The chosen pair is then used for every memory
-variant alike. The validation item is in the item2vec and popularity input,
-the same way for every grid point.
+relative to); the content weight a, the popularity weight g and (when the
+scorer has it) the EASE weight e are picked from small grids by NDCG@10 (ties:
+the earlier grid entry, i.e. the smaller weight), without the codebook pool.
+The chosen weights are then used for every memory variant alike. The
+validation item is in the item2vec, EASE and popularity input, the same way
+for every grid point.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from streams.eval.ranking import ndcg_at, target_rank
 from streams.eval.scorer import ReferenceScorer, ScorerConfig, event_memory
 from streams.eval.split import Row, TimeSplit
 
-__all__ = ["CONTENT_GRID", "POPULARITY_GRID", "tune_weights"]
+__all__ = ["CONTENT_GRID", "EASE_GRID", "POPULARITY_GRID", "tune_weights"]
 
 CONTENT_GRID = (0.0, 0.1, 0.25, 0.5, 1.0)
 POPULARITY_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
+# The EASE term's weight e, relative to b = 1 (only when the scorer has EASE).
+EASE_GRID = (0.0, 1.0, 2.0, 4.0, 8.0)
 
 
 def tune_weights(
@@ -57,19 +60,24 @@ def tune_weights(
         allowed[target] = True
         cases.append((scorer.components(event_memory(before, space, index)), target, allowed))
     table: dict[str, float] = {}
-    best: tuple[float, float, float] | None = None
+    best: tuple[float, float, float, float] | None = None
+    with_ease = scorer.ease is not None
     for a in CONTENT_GRID:
         for g in POPULARITY_GRID:
-            total = 0.0
-            for parts, target, allowed in cases:
-                scores = a * parts["content"] + parts["collab"] + g * parts["popularity"]
-                total += ndcg_at(target_rank(scores, target, allowed), 10)
-            ndcg = total / len(cases)
-            table[f"a={a},g={g}"] = round(ndcg, 5)
-            if best is None or ndcg > best[0]:
-                best = (ndcg, a, g)
+            for e in EASE_GRID if with_ease else (0.0,):
+                total = 0.0
+                for parts, target, allowed in cases:
+                    scores = a * parts["content"] + parts["collab"] + g * parts["popularity"]
+                    if e:
+                        scores = scores + e * parts["ease"]
+                    total += ndcg_at(target_rank(scores, target, allowed), 10)
+                ndcg = total / len(cases)
+                table[f"a={a},g={g}" + (f",e={e}" if with_ease else "")] = round(ndcg, 5)
+                if best is None or ndcg > best[0]:
+                    best = (ndcg, a, g, e)
     assert best is not None
-    chosen = replace(scorer.config, content=best[1], collab=1.0, popularity=best[2])
-    info = {"users": len(users), "chosen": {"content": best[1], "popularity": best[2]},
-            "ndcg_at_10": table}  # fmt: skip
+    _, a, g, e = best
+    chosen = replace(scorer.config, content=a, collab=1.0, popularity=g, ease=e)
+    picked = {"content": a, "popularity": g} | ({"ease": e} if with_ease else {})
+    info = {"users": len(users), "chosen": picked, "ndcg_at_10": table}
     return chosen, info

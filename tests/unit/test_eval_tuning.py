@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from streams.eval.scorer import ItemSpace, ReferenceScorer, ScorerConfig, unit_rows
 from streams.eval.split import leave_last_out
-from streams.eval.tuning import CONTENT_GRID, POPULARITY_GRID, tune_weights
+from streams.eval.tuning import CONTENT_GRID, EASE_GRID, POPULARITY_GRID, tune_weights
 
 
 def ev(n: int, user: str, item: str) -> dict[str, Any]:
@@ -58,3 +60,23 @@ def test_a_sample_of_users_is_drawn_when_there_are_many() -> None:
     scorer = ReferenceScorer(SPACE, np.zeros((len(IDS), 2)), np.ones(len(IDS)), ScorerConfig())
     _, info = tune_weights(scorer, leave_last_out(rows({})), max_users=4)
     assert info["users"] == 4
+
+
+def test_the_ease_weight_is_chosen_when_ease_predicts_the_validation_items() -> None:
+    index = SPACE.index
+
+    def twin_of_newest(items: Sequence[str]) -> npt.NDArray[np.float64]:
+        """An EASE stand-in that knows p_u is followed by q_u."""
+        out = np.zeros(len(IDS))
+        if items:
+            out[index["q" + items[0][1:]]] = 1.0
+        return out
+
+    scorer = ReferenceScorer(SPACE, np.zeros((len(IDS), 2)), np.ones(len(IDS)), ScorerConfig(),
+                             twin_of_newest)  # fmt: skip
+    config, info = tune_weights(scorer, leave_last_out(rows({})))
+    assert len(info["ndcg_at_10"]) == len(CONTENT_GRID) * len(POPULARITY_GRID) * len(EASE_GRID)
+    # a = 0, g = 0, e = 1 is the first grid point to rank every q_u first.
+    assert info["chosen"] == {"content": 0.0, "popularity": 0.0, "ease": 1.0}
+    assert (config.content, config.popularity, config.ease) == (0.0, 0.0, 1.0)
+    assert info["ndcg_at_10"]["a=0.0,g=0.0,e=0.0"] < 1.0
