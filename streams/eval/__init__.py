@@ -7,13 +7,14 @@ item for each evaluated user with one reference scorer; popularity, the raw
 events (``flat``, ``recent``) and SASRec are measured on the same users.
 
 Modules: ``split`` (leave-last-out, the default, or a global time split),
-``metrics`` (HR, NDCG), ``scorer`` (item vectors and the reference memory score),
+``ranking`` (HR, NDCG), ``scorer`` (item vectors and the reference memory score),
 ``collab`` (item2vec and the codebook candidate pool), ``tuning`` (the score's
 weights, on validation interactions), ``ablation`` (the score with parts off),
-``memory_read`` (the ranker API read),
+``memory_read`` (the ranker API read, as of each target), ``ease`` (the item-item
+EASE reference ranker), ``retention`` (the guard on what the memory lost),
 ``pipeline`` and ``watch`` (a worker run and when it has settled), ``sasrec``,
 ``variants`` (scores and ranks per variant), ``cold`` (cold items through the
-item codebook), ``report``, ``plots``, ``png`` (the output), ``runner``
+item codebook), ``report``, ``plots`` (the output, matplotlib), ``runner``
 (``run_eval``).
 """
 

@@ -1,9 +1,14 @@
-"""The two evaluation plots, drawn on the numpy ``Canvas`` (matplotlib is not a dependency).
+"""The two evaluation plots, drawn with matplotlib's non-interactive Agg renderer.
 
 * ``ndcg_at_10.png``: one bar per variant, its NDCG@10 written above it (the
   standard errors are in the table: few users are evaluated, small gaps are noise);
 * ``quality_vs_ops.png``: NDCG@10 against lifecycle operations run, one
   labelled point per variant (variants without a lifecycle sit at 0 ops).
+
+Each figure is a ``Figure`` bound to its own ``FigureCanvasAgg``, not one made
+through ``pyplot``: no display is needed, the process-wide backend is left
+alone, and no figure is kept in pyplot's registry, so nothing stays open
+after the file is written.
 """
 
 from __future__ import annotations
@@ -12,16 +17,19 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from streams.eval.png import Canvas, Color
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 __all__ = ["bar_chart", "nice_max", "scatter_chart"]
 
-_PALETTE: tuple[Color, ...] = (
-    (78, 121, 167), (242, 142, 43), (225, 87, 89), (118, 183, 178),
-    (89, 161, 79), (237, 201, 72), (176, 122, 161), (156, 117, 95),
+_PALETTE: tuple[str, ...] = (
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f",
 )  # fmt: skip
-_GREY: Color = (200, 200, 200)
-_INK: Color = (30, 30, 30)
+_GREY = "#c8c8c8"
+_INK = "#1e1e1e"
+_DPI = 100
 
 
 def nice_max(value: float) -> float:
@@ -35,19 +43,27 @@ def nice_max(value: float) -> float:
     return 10.0 * power
 
 
-def _tick(value: float) -> str:
+def _tick(value: float, _pos: int | None = None) -> str:
     return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
 
 
-def _frame(c: Canvas, box: tuple[int, int, int, int], ymax: float, title: str) -> None:
-    left, top, right, bottom = box
-    c.text(c.width / 2, 16, title, _INK, 2, "center")
-    for k in range(6):
-        y = bottom - (bottom - top) * k / 5
-        c.line(left, y, right, y, _GREY)
-        c.text(left - 8, y - 7, _tick(ymax * k / 5), _INK, 2, "right")
-    c.line(left, top, left, bottom, _INK, 2)
-    c.line(left, bottom, right, bottom, _INK, 2)
+def _figure(width_px: int, height_px: int, title: str) -> tuple[Figure, Axes]:
+    """A white figure of that many pixels, rendered by Agg, with one titled axes."""
+    fig = Figure(figsize=(width_px / _DPI, height_px / _DPI), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_title(title, color=_INK)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="y", color=_GREY, linewidth=0.8)
+    ax.set_axisbelow(True)
+    return fig, ax
+
+
+def _y_axis(ax: Axes, ymax: float) -> None:
+    """From 0 to ``ymax`` in five equal steps."""
+    ax.set_ylim(0.0, ymax)
+    ax.set_yticks([ymax * k / 5 for k in range(6)])
+    ax.yaxis.set_major_formatter(FuncFormatter(_tick))
 
 
 def bar_chart(
@@ -58,29 +74,21 @@ def bar_chart(
     errors: Sequence[float] | None = None,
 ) -> None:
     """Labelled bars (with optional +/- error whiskers) from 0 to a round maximum."""
-    c = Canvas(max(900, 170 * len(labels) + 140), 560)
-    box = (110, 60, c.width - 30, c.height - 70)
-    top_value = max([v + (e or 0.0) for v, e in zip(values, errors or [0.0] * len(values),
-                                                    strict=True)] + [0.0])  # fmt: skip
-    ymax = nice_max(top_value * 1.1)
-    _frame(c, box, ymax, title)
-    left, top, right, bottom = box
-    slot = (right - left) / max(len(labels), 1)
-    for n, (label, value) in enumerate(zip(labels, values, strict=True)):
-        x0 = left + n * slot + slot * 0.15
-        x1 = left + (n + 1) * slot - slot * 0.15
-        y = bottom - (bottom - top) * value / ymax
-        c.rect(x0, y, x1, bottom, _PALETTE[n % len(_PALETTE)])
-        mid = (x0 + x1) / 2
-        if errors is not None:
-            err = (bottom - top) * errors[n] / ymax
-            c.line(mid, y - err, mid, min(y + err, bottom), _INK, 2)
-            c.line(mid - 8, y - err, mid + 8, y - err, _INK, 2)
-        c.text(mid, y - 34 if errors is None else y - 34 - (bottom - top) * errors[n] / ymax,
-               f"{value:.3f}", _INK, 2, "center")  # fmt: skip
-        c.text(mid, bottom + 12, label, _INK, 1 if Canvas.text_width(label) > slot else 2,
-               "center")  # fmt: skip
-    c.save(path)
+    errs = list(errors) if errors is not None else [0.0] * len(values)
+    tops = [v + e for v, e in zip(values, errs, strict=True)]
+    ymax = nice_max(max([*tops, 0.0]) * 1.1)
+    fig, ax = _figure(max(900, 170 * len(labels) + 140), 560, title)
+    xs = list(range(len(labels)))
+    colors = [_PALETTE[n % len(_PALETTE)] for n in xs]
+    ax.bar(xs, values, width=0.7, color=colors,
+           yerr=errs if errors is not None else None, ecolor=_INK, capsize=8)  # fmt: skip
+    for x, value, top in zip(xs, values, tops, strict=True):
+        ax.annotate(f"{value:.3f}", (x, top), xytext=(0, 4), textcoords="offset points",
+                    ha="center", va="bottom", color=_INK)  # fmt: skip
+    ax.set_xticks(xs, list(labels), rotation=20 if max(map(len, labels), default=0) > 18 else 0)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    _y_axis(ax, ymax)
+    fig.savefig(path)
 
 
 def scatter_chart(
@@ -90,21 +98,18 @@ def scatter_chart(
     xlabel: str,
 ) -> None:
     """Labelled points (label, x, y) on axes from 0 to round maxima."""
-    c = Canvas(1000, 600)
-    box = (110, 60, c.width - 60, c.height - 80)
-    left, top, right, bottom = box
     ymax = nice_max(max([y for _, _, y in points] + [0.0]) * 1.15)
     xmax = nice_max(max([x for _, x, _ in points] + [0.0]) * 1.1)
-    _frame(c, box, ymax, title)
-    for k in range(6):
-        x = left + (right - left) * k / 5
-        c.line(x, bottom, x, bottom + 6, _INK, 2)
-        c.text(x, bottom + 12, _tick(xmax * k / 5), _INK, 2, "center")
-    c.text((left + right) / 2, bottom + 44, xlabel, _INK, 2, "center")
+    fig, ax = _figure(1000, 600, title)
     for n, (label, xv, yv) in enumerate(points):
-        x = left + (right - left) * xv / xmax
-        y = bottom - (bottom - top) * yv / ymax
         color = _PALETTE[n % len(_PALETTE)]
-        c.dot(x, y, 7, color)
-        c.text(x + 12, y - 7 + 16 * (n % 2) - 8, label, color, 2)
-    c.save(path)
+        ax.scatter([xv], [yv], s=150, color=color, zorder=3, clip_on=False)
+        # Neighbours' labels alternate above and below their points so close ones stay legible.
+        ax.annotate(label, (xv, yv), xytext=(10, 6 if n % 2 == 0 else -14),
+                    textcoords="offset points", color=color)  # fmt: skip
+    ax.set_xlim(0.0, xmax)
+    ax.set_xticks([xmax * k / 5 for k in range(6)])
+    ax.xaxis.set_major_formatter(FuncFormatter(_tick))
+    ax.set_xlabel(xlabel, color=_INK)
+    _y_axis(ax, ymax)
+    fig.savefig(path)

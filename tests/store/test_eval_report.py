@@ -1,55 +1,32 @@
-"""The outputs: PNGs that decode to what was drawn, the plots, the markdown table."""
+"""The outputs: the plots (real PNGs with the bars and points drawn), the markdown table."""
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pytest
+import numpy.typing as npt
+from PIL import Image
 
 from streams.eval.ablation import ABLATIONS
 from streams.eval.plots import bar_chart, nice_max, scatter_chart
-from streams.eval.png import Canvas, png_bytes
 from streams.eval.report import markdown
 
 
-def decode_png(data: bytes) -> np.ndarray[Any, Any]:
-    """Just enough of a PNG reader for 8-bit RGB with filter 0 rows (what png_bytes writes)."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, {}
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
-        assert crc == zlib.crc32(kind + body)
-        chunks[kind] = body
-        pos += 12 + length
-    width, height, depth, color = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
-    assert (depth, color) == (8, 2) and b"IEND" in chunks
-    raw = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), dtype=np.uint8)
-    rows = raw.reshape(height, 1 + width * 3)
-    assert not rows[:, 0].any()
-    return rows[:, 1:].reshape(height, width, 3)
+def read_png(path: Path) -> npt.NDArray[np.uint8]:
+    """The file's pixels as (height, width, 3) RGB, after checking it is a PNG Pillow decodes."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        image.verify()  # checks the chunks' CRCs; the image must be reopened to read pixels
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
-def test_png_round_trips_the_pixels() -> None:
-    pixels = np.random.default_rng(0).integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
-    assert (decode_png(png_bytes(pixels)) == pixels).all()
-    with pytest.raises(ValueError, match="uint8"):
-        png_bytes(pixels.astype(np.float32))
-
-
-def test_canvas_draws_clipped_shapes_and_text() -> None:
-    c = Canvas(40, 20)
-    c.rect(-5, -5, 4, 3, (255, 0, 0))
-    assert (c.pixels[:3, :4] == (255, 0, 0)).all() and (c.pixels[3:, 4:] == 255).all()
-    c.text(10, 5, "A1", (0, 0, 255), scale=1)
-    blue = (c.pixels == (0, 0, 255)).all(axis=2)
-    assert blue[5:12, 10:22].sum() > 10 and not blue[:, :10].any()
-    assert Canvas.text_width("abc", 2) == 36
+def coloured(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """Pixels of a saturated colour: the bars and dots, not the white, black or grey frame."""
+    channels = pixels.astype(np.int16)
+    return (channels.max(axis=2) - channels.min(axis=2)) > 60
 
 
 def test_nice_max_rounds_up() -> None:
@@ -61,9 +38,31 @@ def test_nice_max_rounds_up() -> None:
 def test_plots_are_valid_pngs(tmp_path: Path) -> None:
     bar_chart(tmp_path / "bars.png", "NDCG@10", ["a", "tiered_rules"], [0.01, 0.2], [0.0, 0.05])
     scatter_chart(tmp_path / "dots.png", "vs ops", [("a", 0.0, 0.1), ("b", 900.0, 0.3)], "ops")
+    for name, min_area in (("bars.png", 20_000), ("dots.png", 300)):
+        pixels = read_png(tmp_path / name)
+        height, width, _ = pixels.shape
+        assert width >= 600 and height >= 400
+        assert (pixels != 255).any()  # not blank
+        # The data is drawn: the bars' / dots' colours cover an area, one colour per series.
+        mask = coloured(pixels)
+        assert mask.sum() > min_area
+        assert len(np.unique(pixels[mask], axis=0)) >= 2
+
+
+def test_plots_without_data_draw_no_bars_or_dots(tmp_path: Path) -> None:
+    """The check above tells data from an empty frame: an empty chart has no coloured area."""
+    bar_chart(tmp_path / "bars.png", "NDCG@10", [], [])
+    scatter_chart(tmp_path / "dots.png", "vs ops", [], "ops")
     for name in ("bars.png", "dots.png"):
-        image = decode_png((tmp_path / name).read_bytes())
-        assert image.shape[0] > 100 and (image != 255).any()
+        pixels = read_png(tmp_path / name)
+        assert (pixels != 255).any() and coloured(pixels).sum() < 50
+
+
+def test_bar_chart_grows_with_the_variants(tmp_path: Path) -> None:
+    labels = [f"variant_{n}" for n in range(9)]
+    bar_chart(tmp_path / "few.png", "t", labels[:2], [0.1, 0.2])
+    bar_chart(tmp_path / "many.png", "t", labels, [0.1] * 9, [0.01] * 9)
+    assert read_png(tmp_path / "many.png").shape[1] > read_png(tmp_path / "few.png").shape[1]
 
 
 def test_markdown_lists_every_variant_and_the_cold_figures() -> None:
