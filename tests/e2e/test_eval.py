@@ -62,7 +62,8 @@ def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) 
     scorer = result["scorer"]
     chosen = scorer["weights_from_validation"]["chosen"]
     assert chosen == {"content": scorer["weights"]["content"],
-                      "popularity": scorer["weights"]["popularity"]}  # fmt: skip
+                      "popularity": scorer["weights"]["popularity"],
+                      "ease": scorer["weights"]["ease"]}  # fmt: skip
     assert scorer["weights_from_validation"]["users"] > 0
     assert scorer["codebook_pool"]["items"] > 0 and scorer["codebook_pool"]["k"] > 0
     for name in ("tiered_fixed", "tiered_rules", "tiered_llm"):
