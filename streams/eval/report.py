@@ -15,6 +15,7 @@ from typing import Any
 
 from streams.eval.ablation import ABLATIONS
 from streams.eval.cold import WIDE_K, CodebookCold
+from streams.eval.confidence import intervals
 from streams.eval.pipeline import TieredRun
 from streams.eval.plots import bar_chart, scatter_chart
 from streams.eval.ranking import RankingMetrics
@@ -55,7 +56,7 @@ def variant_entry(
     name: str, ranked: Ranked, run: TieredRun | None, wall_s: float, extra: Mapping[str, Any]
 ) -> dict[str, Any]:
     """``variants.<name>``: the metrics, the cost, and what produced them."""
-    entry = _metrics(ranked.metrics)
+    entry = _metrics(ranked.metrics) | intervals(ranked.ranks)
     entry["cold_hr_at_10"] = ranked.cold_realtime.hr_at_10
     entry["wall_s"] = round(wall_s, 2)
     entry["ops"] = 0 if run is None else run.ops
@@ -245,17 +246,25 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"next interaction; full ranking over {split['candidates']} items. "
         f"Wall time {result['wall_s']:.0f} s.",
         "",
-        "| variant | HR@1 | HR@10 (± se) | NDCG@10 | mean rank pct | ops | LLM calls | LLM tokens "
-        "| wall s |",
+        "| variant | HR@1 | HR@10 (± se) | NDCG@10 [95 % CI] | mean rank pct | ops | LLM calls "
+        "| LLM tokens | wall s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, v in result["variants"].items():
+        lo, hi = v.get("ndcg_at_10_ci95", (float("nan"), float("nan")))
         lines.append(
             f"| {name} | {v['hr_at_1']:.4f} | {v['hr_at_10']:.4f} ± {v['hr_at_10_se']:.4f} | "
-            f"{v['ndcg_at_10']:.4f} | {v['mean_rank_pct']:.3f} | {v['ops']} | {v['llm_calls']} | "
-            f"{v['llm_tokens']} | "
-            f"{v['wall_s']:.1f} |"
+            f"{v['ndcg_at_10']:.4f} [{lo:.4f}, {hi:.4f}] | {v['mean_rank_pct']:.3f} | "
+            f"{v['ops']} | {v['llm_calls']} | {v['llm_tokens']} | {v['wall_s']:.1f} |"
         )
+    compared = result.get("comparisons")
+    if compared:
+        lines += ["", f"NDCG@10 minus {compared['baseline']}'s, paired by user "
+                  f"({compared['method']}):", "", "| variant | difference | 95 % CI | verdict |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for name, c in compared["variants"].items():
+            lines.append(f"| {name} | {c['difference']:+.4f} | [{c['ci95'][0]:+.4f}, "
+                         f"{c['ci95'][1]:+.4f}] | {c['verdict']} |")  # fmt: skip
     cold = result["cold"]
     if cold.get("variant"):
         wide = f"realtime_hr_at_{WIDE_K}"
@@ -299,8 +308,10 @@ def write_outputs(result: Mapping[str, Any], json_file: Path, out_dir: Path) -> 
     (out_dir / "results.md").write_text(markdown(result))
     variants = result["variants"]
     names = list(variants)
-    bar_chart(out_dir / "ndcg_at_10.png", f"NDCG@10 on {result['dataset']}", names,
-              [variants[n]["ndcg_at_10"] for n in names])  # fmt: skip
+    half_widths = [(variants[n]["ndcg_at_10_ci95"][1] - variants[n]["ndcg_at_10_ci95"][0]) / 2
+                   for n in names]  # fmt: skip
+    bar_chart(out_dir / "ndcg_at_10.png", f"NDCG@10 on {result['dataset']} (95 % CI)", names,
+              [variants[n]["ndcg_at_10"] for n in names], half_widths)  # fmt: skip
     scatter_chart(out_dir / "quality_vs_ops.png", f"NDCG@10 vs lifecycle operations, "
                   f"{result['dataset']}", [(n, float(variants[n]["ops"]),
                   variants[n]["ndcg_at_10"]) for n in names], "operations run")  # fmt: skip

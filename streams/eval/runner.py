@@ -29,6 +29,7 @@ from memory_store.operations import LifecycleParams
 from streams.eval.ablation import ablations
 from streams.eval.cold import CodebookCold, QueryFn, codebook_cold
 from streams.eval.collab import CollabPool, collab_matrix, popularity_counts
+from streams.eval.confidence import comparisons_section
 from streams.eval.ease import EaseRanker
 from streams.eval.memory_read import READER_EVENTS, read_tiered_memory
 from streams.eval.pipeline import Policy, RunOptions, TieredRun, run_tiered
@@ -232,6 +233,7 @@ def run_eval(
     if pool is not None:
         result["scorer"]["codebook_pool"] |= {"items": pool.items, "fit_s": round(pool.fit_s, 2)}
     result["cold"] = cold_section(ranked, runs, *cold)
+    result["comparisons"] = comparisons_section({n: r.ranks for n, r in ranked.items()})
     if forgotten and cut.method == "leave-last-out":
         check = intact_users(forgotten, list(cut.targets),
                              {n: (r.ranks, r.candidates) for n, r in ranked.items()})  # fmt: skip

@@ -49,6 +49,14 @@ def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) 
         assert v["users"] == users, name
         assert v["ops"] >= 0 and v["llm_calls"] >= 0 and v["llm_tokens"] >= 0, name
         assert v["wall_s"] > 0, name
+        lo, hi = v["ndcg_at_10_ci95"]
+        assert lo <= v["ndcg_at_10"] <= hi, name
+    compared = result["comparisons"]
+    assert compared["baseline"] == "ease_recent"
+    assert set(compared["variants"]) == set(VARIANTS) - {"ease_recent"}
+    for c in compared["variants"].values():
+        assert c["ci95"][0] <= c["difference"] <= c["ci95"][1]
+        assert c["verdict"] in ("beats", "below", "within noise")
     for name in ("popularity", "recent", "flat", "ease_recent", "sasrec"):
         assert variants[name]["ops"] == variants[name]["llm_calls"] == 0
     ease = variants["ease_recent"]["details"]
