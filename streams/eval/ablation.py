@@ -4,9 +4,10 @@ The headline figures use the whole formula for every memory variant. To read
 them, the same memories are re-ranked with one part switched off at a time;
 that is cheap (the memories are already read, no worker runs again) and tells
 whether a difference between variants comes from what their memory holds
-(chunks and profile: the content term; evidence events: the collaborative term)
-or from a term they share (popularity, the codebook pool). ``content_only``
-without the pool is the earlier scorer: chunk/profile similarity alone.
+(chunks and profile: the content term; evidence events: the collaborative and
+EASE terms) or from a term they share (popularity). ``with_codebook_pool`` adds
+the codebook's candidates ranked first, which the headline leaves out;
+``content_only`` is the earliest scorer: chunk/profile similarity alone.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ __all__ = ["ABLATIONS", "ablations"]
 
 # name -> (component weights overriding the config's, whether the codebook pool is used)
 ABLATIONS: dict[str, tuple[dict[str, float], bool]] = {
-    "no_codebook_pool": ({}, False),
-    "without_popularity": ({"popularity": 0.0}, True),
+    "with_codebook_pool": ({}, True),
+    "without_popularity": ({"popularity": 0.0}, False),
     "content_only": ({"content": 1.0, "collab": 0.0, "popularity": 0.0, "ease": 0.0}, False),
     "collab_only": ({"content": 0.0, "collab": 1.0, "popularity": 0.0, "ease": 0.0}, False),
-    "without_ease": ({"ease": 0.0}, True),
+    "without_ease": ({"ease": 0.0}, False),
     "ease_only": ({"content": 0.0, "collab": 0.0, "popularity": 0.0, "ease": 1.0}, False),
 }
 

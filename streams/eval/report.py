@@ -120,9 +120,10 @@ def split_section(split: TimeSplit, items: int) -> dict[str, Any]:
 def scorer_section(config: ScorerConfig) -> dict[str, Any]:
     return {
         "formula": "score(i) = a*z(cos(x_i, q_C)) + b*z(cos(v_i, q_B)) + g*z(log(1+pop_i)) "
-        "+ e*z(ease_i) + P*[i in codebook pool]; q_C = sum_c sign_c*strength_c*e_c + "
-        "w_p*profile; q_B = sum_k 0.5^(k/H)*(1 + w_k/2)*v_item_k over evidence events, newest "
-        "k=0; ease_i = sum_{k<20} 0.5^(k/2)*B[item_k, i] (item-item EASE, l2 500)",
+        "+ e*z(ease_i) (+ P*[i in codebook pool] when pool_first); "
+        "q_C = sum_c sign_c*strength_c*e_c + w_p*profile; "
+        "q_B = sum_k 0.5^(k/H)*(1 + w_k/2)*v_item_k over evidence events, newest k=0; "
+        "ease_i = sum_{k<20} 0.5^(k/2)*B[item_k, i] (item-item EASE, l2 500)",
         "profile_weight": config.profile_weight,
         "weights": {
             "content": config.content,
@@ -131,7 +132,12 @@ def scorer_section(config: ScorerConfig) -> dict[str, Any]:
             "ease": config.ease,
         },
         "half_life_events": config.half_life_events,
-        "codebook_pool": {"k": config.pool, "facet": "collab", "query": "q_B"},
+        "codebook_pool": {
+            "k": config.pool,
+            "facet": "collab",
+            "query": "q_B",
+            "ranked_first_in_headline": config.pool_first,
+        },
         "item_vector": "MiniLM of 'Title (year). Genre, Genre, 1990s' (item_text + year)",
         "collab_vector": "item2vec (dim 32, window 5, 5 epochs) on the training split's "
         "per-user item sequences",

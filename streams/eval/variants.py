@@ -130,19 +130,20 @@ def memory_scores_fn(
     split: TimeSplit,
     pool: CollabPool | None,
     weights: Mapping[str, float] | None = None,
-    use_pool: bool = True,
+    use_pool: bool | None = None,
 ) -> ScoreFn:
     """The reference score of every item for each user of ``memories`` (see the scorer).
 
     ``weights`` and ``use_pool`` vary the formula for ablations; the headline
-    figures use the scorer's config for every memory variant.
+    figures use the scorer's config (``pool_first``) for every memory variant.
     """
     empty = MemoryVectors.empty(scorer.space.vectors.shape[1])
+    pooled = scorer.config.pool_first if use_pool is None else use_pool
 
     def score(user: str) -> npt.NDArray[np.float64]:
         memory = memories.get(user, empty)
         found: list[str] = []
-        if pool is not None and use_pool:
+        if pool is not None and pooled:
             query = scorer.collab_query(memory)
             found = pool.candidates((name, user), query, scorer.config.pool, split.history[user])
         return scorer.scores(memory, found, weights)
