@@ -10,15 +10,13 @@ in LanceDB and again on the rows it gets back.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from memory_store.events import EventType, Interaction, Item
 from memory_store.lance.catalogue import ITEMS_TABLE, item_from_row
-from memory_store.lance.db import connect, open_table
+from memory_store.lance.db import OpenTables, connect
 from memory_store.lance.store import EVENTS_TABLE
 from memory_store.lance.tier_tables import quote
 from memory_store.signals import evidence_weight
@@ -39,13 +37,7 @@ class CodebookSources:
     """The catalogue and event tables at ``uri``, read whole per tenant."""
 
     def __init__(self, uri: str) -> None:
-        self._db = connect(uri)
-        self._tables: dict[str, Any] = {}
-
-    def _table(self, name: str) -> Any:
-        if name not in self._tables and (table := open_table(self._db, name)) is not None:
-            self._tables[name] = table
-        return self._tables.get(name)
+        self._table = OpenTables(connect(uri)).get
 
     def tenants(self) -> set[str]:
         """Every tenant with an item in the catalogue."""

@@ -19,6 +19,7 @@ from lancedb.index import BTree
 
 __all__ = [
     "CLEANUP_OLDER_THAN",
+    "OpenTables",
     "compact",
     "connect",
     "open_or_create",
@@ -59,6 +60,35 @@ def open_table(db: Any, name: str) -> Any | None:
                 raise
         time.sleep(0.02 * (attempt + 1))
     raise RuntimeError(f"LanceDB table {name!r} is listed but does not open")
+
+
+class OpenTables:
+    """The tables of one connection, each opened once and then kept.
+
+    A table missing at one look is looked for again at the next (another process
+    may have created it since); ``create`` opens or creates it, keyed or not.
+    """
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self._tables: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any | None:
+        if name not in self._tables:
+            table = open_table(self.db, name)
+            if table is None:
+                return None
+            self._tables[name] = table
+        return self._tables[name]
+
+    def create(self, name: str, schema: pa.Schema, key: str | None = None) -> Any:
+        if name not in self._tables:
+            self._tables[name] = (
+                open_or_create(self.db, name, schema)
+                if key is None
+                else open_or_create_keyed(self.db, name, schema, key)
+            )
+        return self._tables[name]
 
 
 def open_or_create(db: Any, name: str, schema: pa.Schema) -> Any:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from memory_store.lance.db import compact, open_or_create, open_table
+from memory_store.lance.db import OpenTables, compact
 from memory_store.lance.tier_rows import (
     CHUNK_KEY,
     PROFILE_SCHEMA,
@@ -75,24 +75,13 @@ class LanceHistory:
     """The three history tables on one connection; writes under the store's lock."""
 
     def __init__(self, db: Any, cleanup_older_than: timedelta) -> None:
-        self._db = db
+        self._tables = OpenTables(db)
+        self._open = self._tables.get
         self._cleanup_older_than = cleanup_older_than
-        self._tables: dict[str, Any] = {}
         self._indexed: dict[str, set[str]] = {}
 
-    def _open(self, name: str) -> Any | None:
-        if name not in self._tables:
-            table = open_table(self._db, name)
-            if table is None:
-                return None
-            self._tables[name] = table
-        return self._tables[name]
-
     def _append(self, name: str, rows: pa.Table) -> None:
-        table = self._open(name)
-        if table is None:
-            table = self._tables[name] = open_or_create(self._db, name, rows.schema)
-        table.add(rows)
+        self._tables.create(name, rows.schema).add(rows)
 
     # -- writes --
 

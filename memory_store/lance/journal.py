@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from memory_store.lance.db import connect, open_or_create_keyed, open_table
+from memory_store.lance.db import OpenTables, connect, open_or_create_keyed, open_table
 from memory_store.lance.history import HISTORY_TABLES
 from memory_store.lance.planner_state import STATE_TABLE
 from memory_store.lance.store import EVENTS_TABLE
@@ -64,16 +64,9 @@ class WriteJournal:
         self._db = connect(uri)
         self._name = name
         self._names = tuple(tables)
-        self._tables: dict[str, Any] = {}
+        self._table = OpenTables(self._db).get
         self._journal: Any = None
         self._open = False
-
-    def _table(self, name: str) -> Any | None:
-        if name not in self._tables:
-            if (table := open_table(self._db, name)) is None:
-                return None
-            self._tables[name] = table
-        return self._tables[name]
 
     def _write(self, versions: dict[str, int | None] | None) -> None:
         if self._journal is None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from memory_store.lance.db import compact, open_or_create_keyed, open_table
+from memory_store.lance.db import OpenTables, compact
 from memory_store.lance.tier_rows import (
     CHANGE_KEY,
     CHANGE_SCHEMA,
@@ -119,25 +119,14 @@ class LanceTiers:
     """Chunks, profiles and changes on one LanceDB connection; writes under the caller's lock."""
 
     def __init__(self, db: Any, cleanup_older_than: timedelta) -> None:
-        self._db = db
+        self._tables = OpenTables(db)
+        self._open = self._tables.get
         self._cleanup_older_than = cleanup_older_than
-        self._tables: dict[str, Any] = {}
         self._indexed: dict[str, set[str]] = {}
-
-    def _open(self, name: str) -> Any | None:
-        """The table if it exists (possibly created by another process since we looked)."""
-        if name not in self._tables:
-            table = open_table(self._db, name)
-            if table is None:
-                return None
-            self._tables[name] = table
-        return self._tables[name]
 
     def _ensure(self, name: str, schema: pa.Schema) -> Any:
         """Open or create a table with its primary key; safe when several writers start."""
-        if name not in self._tables:
-            self._tables[name] = open_or_create_keyed(self._db, name, schema, _KEYS[name])
-        return self._tables[name]
+        return self._tables.create(name, schema, _KEYS[name])
 
     def read(
         self, keys: Sequence[tuple[str, str]]
