@@ -71,6 +71,7 @@ def test_markdown_lists_every_variant_and_the_cold_figures() -> None:
         "hr_at_10": 0.3,
         "hr_at_10_se": 0.05,
         "ndcg_at_10": 0.2,
+        "ndcg_at_10_ci95": [0.15, 0.26],
         "mean_rank_pct": 0.25,
         "ops": 12,
         "llm_calls": 3,
@@ -91,9 +92,19 @@ def test_markdown_lists_every_variant_and_the_cold_figures() -> None:
     ablations = {k: {"ndcg_at_10": 0.125} for k in ABLATIONS}
     result["variants"]["flat"] = {**entry, "details": {"ablations": ablations}}
     text = markdown(result)
-    assert "| flat | 0.1000 | 0.3000 ± 0.0500 | 0.2000 | 0.250 | 12 | 3 | 900 | 4.0 |" in text
+    row = (
+        "| flat | 0.1000 | 0.3000 ± 0.0500 | 0.2000 [0.1500, 0.2600] | 0.250 | 12 | 3 | 900 | 4.0 |"
+    )
+    assert row in text
     assert "| tiered_llm |" in text and "first 100 events" in text
     assert "Split leave_last_out: 90 events replayed" in text
     assert "real-time 0.2500, rebuild-only 0.0000" in text
     assert "| flat | 0.2000 | 0.1250 | 0.1250 | 0.1250 | 0.1250 |" in text  # the ablations
     assert "| tiered_llm | 0.2000 | 0.1250" not in text  # none measured for it
+    assert "minus" not in text  # no comparisons in this result
+    result["comparisons"] = {
+        "baseline": "ease_recent", "method": "paired bootstrap",
+        "variants": {"flat": {"difference": 0.01, "ci95": [-0.002, 0.02],
+                              "verdict": "within noise"}},
+    }  # fmt: skip
+    assert "| flat | +0.0100 | [-0.0020, +0.0200] | within noise |" in markdown(result)
