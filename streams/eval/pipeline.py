@@ -8,6 +8,11 @@ every event is consumed and maintenance has settled (see ``streams.eval.watch``)
 the items first seen after the cut are produced too, which shows the catalogue
 growing in real time, and the worker is stopped: the memory read afterwards is
 final. Operations, LLM calls and tokens come from the worker's /metrics.
+
+With the fixed and rules policies the worker's planner rounds fall on event time
+(a round per ``round_event_s`` of the split's history), so what maintenance did
+depends on the split alone, not on the replay's pace or the machine's speed; the
+llm policy's rounds stay on the wall clock (its budget and deadlines are too).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from streams.tools.replay import replay
 __all__ = ["SENTINEL_TENANT", "Policy", "RunOptions", "TieredRun", "run_tiered"]
 
 SENTINEL_TENANT = "eval-sentinel"
+# The replay's last open round closes once its partition is caught up and this quiet.
+_IDLE_S = 3.0
 _SENTINEL_USER = "sentinel"
 
 Policy = Literal["fixed", "rules", "llm"]
@@ -38,7 +45,9 @@ Policy = Literal["fixed", "rules", "llm"]
 class RunOptions:
     """Worker settings shared by the tiered variants (the llm ones apply to ``llm`` only)."""
 
-    maintain_every_s: float = 5.0
+    maintain_every_s: float = 5.0  # the llm policy's wall-clock rounds
+    # fixed and rules: a planner round per this much event time, whatever the replay's pace
+    round_event_s: float = 7 * 86_400.0
     # Replay pace (events/s; None: as fast as possible). A pace the worker sustains gives
     # every policy the same number of maintenance rounds over the same history.
     replay_rate: float | None = 3000.0
@@ -88,7 +97,11 @@ def _settings(
         lancedb_uri=str(root / "lancedb"),
         metrics_port=free_port(),
         maintain_every_s=opts.maintain_every_s,
-        round_clock="wall",  # the evaluation paces maintenance by wall-clock rounds
+        # fixed and rules: rounds on event time, so a run's memory is a function of the
+        # split, not of the replay's pace or the machine's speed; llm: wall-clock rounds.
+        round_clock="event",
+        round_event_s=opts.round_event_s,
+        round_idle_s=_IDLE_S,
         policy=policy,
         llm_calls_per_min=opts.llm_calls_per_min,
         llm_tokens_per_min=opts.llm_tokens_per_min,
@@ -164,6 +177,8 @@ def run_tiered(
         worker.stop()
         plans.close()
     run = _summarise(variant, policy, settings, code, metrics, plans, seconds, at_cut, after)
+    if settings.event_rounds:
+        return replace(run, event_days_per_round=round(opts.round_event_s / 86_400, 2))
     span_days = (float(train[-1]["ts"]) - float(train[0]["ts"])) / 86_400 if train else 0.0
     per_round = span_days * opts.maintain_every_s / max(seconds["replay"], 1e-9)
     return replace(run, event_days_per_round=round(per_round, 2))

@@ -115,7 +115,8 @@ def run_eval(
     out_dir.mkdir(parents=True, exist_ok=True)
     json_file = Path(json_path) if json_path else out_dir / "eval.json"
     console = console or Console(stderr=True)
-    opts = RunOptions(maintain_every_s, replay_rate, llm_calls_per_min, llm_tokens_per_min,
+    opts = RunOptions(maintain_every_s=maintain_every_s, replay_rate=replay_rate,
+                      llm_calls_per_min=llm_calls_per_min, llm_tokens_per_min=llm_tokens_per_min,
                       llm_cache_dir=llm_cache_dir, timeout_s=timeout_s)  # fmt: skip
     seconds: dict[str, float] = {}
 
