@@ -105,10 +105,7 @@ class LanceMemoryStore:
     ) -> dict[UserKey, UserSnapshot]:
         wanted = list(dict.fromkeys(keys))
         chunks, profiles = self._tiers.read(wanted)
-        events: dict[UserKey, list[dict[str, Any]]] = {}
-        if event_limit > 0 and wanted:
-            for row in rows_for_users(self._events, wanted):
-                events.setdefault((row["tenant"], row["user_id"]), []).append(row)
+        events = self._event_rows(wanted) if event_limit > 0 else {}
         snapshots: dict[UserKey, UserSnapshot] = {}
         for key in wanted:
             newest = sorted(events.get(key, ()), key=lambda r: (r["ts"], r["event_id"]))
@@ -120,6 +117,18 @@ class LanceMemoryStore:
                 tuple(interaction_from_row(r) for r in newest[max(0, len(newest) - event_limit) :]),
             )
         return snapshots
+
+    def _event_rows(
+        self, keys: Sequence[UserKey], with_expired: bool = False
+    ) -> dict[UserKey, list[dict[str, Any]]]:
+        """These users' stored event rows (and the expired ones kept in history), by user."""
+        rows = rows_for_users(self._events, keys) if keys else []
+        if with_expired:
+            rows += self._history.expired_rows(keys)
+        out: dict[UserKey, list[dict[str, Any]]] = {}
+        for row in rows:
+            out.setdefault((row["tenant"], row["user_id"]), []).append(row)
+        return out
 
     def read_event_records(self, keys: Sequence[UserKey]) -> dict[UserKey, list[EventRecord]]:
         out: dict[UserKey, list[tuple[tuple[int, int, int, float, str], EventRecord]]] = {}
@@ -177,12 +186,7 @@ class LanceMemoryStore:
         keys = sorted({key for key, _ in wanted})
         chunks = self._history.chunks_as_of(wanted)
         profiles = self._history.profiles_as_of(wanted)
-        events: dict[UserKey, list[dict[str, Any]]] = {}
-        if event_limit > 0 and keys:
-            for row in rows_for_users(self._events, keys):
-                events.setdefault((row["tenant"], row["user_id"]), []).append(row)
-            for row in self._history.expired_rows(keys):
-                events.setdefault((row["tenant"], row["user_id"]), []).append(row)
+        events = self._event_rows(keys, with_expired=True) if event_limit > 0 else {}
         out: list[UserSnapshot] = []
         for key, t in reads:
             held = [

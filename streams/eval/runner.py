@@ -188,6 +188,7 @@ def run_eval(
                         lambda e, loss: status(f"sasrec: epochs (loss {loss:.3f})", e, epochs),
                     )  # fmt: skip
                 elif name == "ease_recent":
+                    assert ease is not None  # fitted with the scorer: ease_recent needs it
                     score, extra = _ease_recent(cut, space, tiered_memories, ease)
                 elif name in ("flat", "recent"):
                     memories = event_memories(
@@ -290,11 +291,10 @@ def _ease_recent(
     cut: TimeSplit,
     space: ItemSpace,
     tiered: dict[str, dict[str, MemoryVectors]],
-    ranker: EaseRanker | None,
+    ranker: EaseRanker,
 ) -> tuple[ScoreFn, dict[str, Any]]:
     """EASE over each user's recent events as the memory returns them: the event tier of the
     first tiered run, read as of the target (else the training split's, and it says so)."""
-    ranker = ranker or EaseRanker.fit(cut, space)
     cfg = ranker.config
     source = next(iter(tiered), None)
     if source is not None:
