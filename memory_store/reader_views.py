@@ -105,10 +105,15 @@ class ProfileView:
 
 @dataclass(frozen=True, slots=True)
 class ChunkView:
-    """One belief as a ranker sees it: ``strength`` is decayed to the time of the read."""
+    """One belief as a ranker sees it: ``strength`` is decayed to the time of the read.
+
+    ``key`` names the belief the same way for every user of a tenant ("comedy" in the
+    genre facet), so a learned ranker can embed (facet, key) as a category.
+    """
 
     chunk_id: str
     facet: str
+    key: str
     text: str
     polarity: str
     strength: float
@@ -120,6 +125,7 @@ class ChunkView:
         return ChunkView(
             chunk.chunk_id,
             chunk.facet,
+            chunk.key,
             chunk.text,
             chunk.polarity.value,
             strength,
@@ -162,6 +168,7 @@ class ScoredChunk:
 
     chunk_id: str
     facet: str
+    key: str
     text: str
     polarity: str
     strength: float
@@ -175,6 +182,7 @@ class ScoredChunk:
         return ScoredChunk(
             chunk.chunk_id,
             chunk.facet,
+            chunk.key,
             chunk.text,
             chunk.polarity.value,
             strength,

@@ -305,6 +305,16 @@ def evaluate(
             "or time (a global 90/10 time split)."
         ),
     ] = "leave-last-out",
+    model_cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where trained SASRec models are kept, by data hash "
+            "(default ~/.cache/beliefstream/sasrec)."
+        ),
+    ] = None,
+    sasrec_epochs: Annotated[
+        int | None, typer.Option(help="Cap SASRec's epochs (default: early stopping decides).")
+    ] = None,
 ) -> None:
     """Replay a dataset through the real pipeline and rank held-out items per memory variant."""
     from streams.eval import run_eval
@@ -319,6 +329,8 @@ def evaluate(
         limit=limit,
         variants=variant or None,
         split="time" if split == "time" else "leave-last-out",
+        model_cache_dir=model_cache_dir,
+        sasrec_epochs=sasrec_epochs,
         console=console,
     )
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from memory_store.events import Interaction
 from memory_store.lance.catalogue import open_catalogue
@@ -30,7 +31,14 @@ from memory_store.reader_views import EventView
 from memory_store.signals import evidence_weight
 from streams.eval.scorer import MemoryVectors, unit_rows
 
-__all__ = ["READER_EVENTS", "MemoryStats", "read_tiered_memory"]
+__all__ = [
+    "READER_EVENTS",
+    "MemoryStats",
+    "MemoryTokens",
+    "read_event_sequences",
+    "read_memory_tokens",
+    "read_tiered_memory",
+]
 
 _SLICE = 500
 # The reader's window of recent events (its default), the memory's evidence.
@@ -112,3 +120,63 @@ def _evidence(tenant: str, user: str, event: EventView) -> tuple[str, float]:
          "item_id": event.item_id, "type": event.type, "value": event.value, "ts": event.ts}
     )  # fmt: skip
     return event.item_id, evidence_weight(row)
+
+
+@dataclass(frozen=True)
+class MemoryTokens:
+    """What a learned ranker reads of one user's long-term memory at one time."""
+
+    keys: tuple[str, ...]  # "facet:key" of the strongest chunks, strongest first
+    strengths: tuple[float, ...]  # polarity sign * decayed strength, same order
+    profile: npt.NDArray[np.float32] | None  # the profile's unit embedding
+
+
+def read_memory_tokens(
+    uri: str, tenant: str, reads: Sequence[tuple[str, float]], k: int, dim: int
+) -> list[MemoryTokens]:
+    """Each (user, t), in order: the ``k`` strongest chunks and the profile as of ``t``.
+
+    Chunks come from ``MemoryReader`` (strength decayed to ``t``); the view has no
+    vectors, so the profile's embedding is read from the store at the same time.
+    """
+    store = open_store(uri)
+    reader = MemoryReader(store, open_catalogue(uri), _no_embedder, cache_users=0,
+                          event_limit=0, dimension=dim)  # fmt: skip
+    out: list[MemoryTokens] = []
+    for start in range(0, len(reads), _SLICE):
+        part = list(reads[start : start + _SLICE])
+        snapshots = store.read_snapshots_as_of([((tenant, u), t) for u, t in part], 0)
+        views = reader.get_user_memories_as_of(tenant, part, k=k)
+        for snap, view in zip(snapshots, views, strict=True):
+            profile = None
+            if view.profile is not None and snap.profile is not None:
+                profile = unit_rows(snap.profile.embedding)[0]
+            out.append(
+                MemoryTokens(
+                    tuple(f"{c.facet}:{c.key}" for c in view.chunks),
+                    tuple(c.strength if c.polarity == "like" else -c.strength for c in view.chunks),
+                    profile,
+                )
+            )
+    return out
+
+
+def read_event_sequences(
+    uri: str, tenant: str, as_of: Mapping[str, float], limit: int, dim: int
+) -> dict[str, list[tuple[str, float]]]:
+    """Each user's newest ``limit`` events as of ``as_of[user]``: (item id, ts), oldest first."""
+    reader = MemoryReader(open_store(uri), open_catalogue(uri), _no_embedder, cache_users=0,
+                          event_limit=limit, dimension=dim)  # fmt: skip
+    users = list(as_of)
+    out: dict[str, list[tuple[str, float]]] = {}
+    for start in range(0, len(users), _SLICE):
+        part = [(u, as_of[u]) for u in users[start : start + _SLICE]]
+        for (user, _), view in zip(
+            part, reader.get_user_memories_as_of(tenant, part, k=0), strict=True
+        ):
+            out[user] = [(e.item_id, e.ts) for e in reversed(view.events)]
+    return out
+
+
+def _no_embedder(texts: Sequence[str]) -> Sequence[Sequence[float]]:
+    raise RuntimeError("reading memory tokens and events embeds nothing")

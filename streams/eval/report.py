@@ -36,7 +36,8 @@ __all__ = [
 
 # Whose memory scores the cold items for the headline cold figures (first one run).
 COLD_REFERENCE = ("tiered_rules", "tiered_fixed", "tiered_llm", "flat", "recent",
-                  "ease_recent", "sasrec", "popularity")  # fmt: skip
+                  "ease_recent", "sasrec", "sasrec_short", "sasrec_short+memory",
+                  "popularity")  # fmt: skip
 
 _OPS_COUNTED = (
     "beliefstream_ops_run_total summed over operations: consolidation and forgetting once per "
@@ -53,12 +54,24 @@ def _metrics(m: RankingMetrics) -> dict[str, Any]:
 
 
 def variant_entry(
-    name: str, ranked: Ranked, run: TieredRun | None, wall_s: float, extra: Mapping[str, Any]
+    name: str,
+    ranked: Ranked,
+    run: TieredRun | None,
+    wall_s: float,
+    extra: Mapping[str, Any],
+    batch_infer_s: float = 0.0,
 ) -> dict[str, Any]:
-    """``variants.<name>``: the metrics, the cost, and what produced them."""
+    """``variants.<name>``: the metrics, the cost, and what produced them.
+
+    ``infer_ms_per_1k_users``: the time to score the evaluated users (per-user score
+    calls, plus ``batch_infer_s`` for a model that scores them in one batch), per
+    1,000 users; the memory reads before it and the ranking after it are not in it.
+    """
     entry = _metrics(ranked.metrics) | intervals(ranked.ranks)
     entry["cold_hr_at_10"] = ranked.cold_realtime.hr_at_10
     entry["wall_s"] = round(wall_s, 2)
+    users = max(ranked.metrics.users, 1)
+    entry["infer_ms_per_1k_users"] = round((ranked.score_s + batch_infer_s) / users * 1e6, 2)
     entry["ops"] = 0 if run is None else run.ops
     entry["llm_calls"] = 0 if run is None else run.llm_calls
     entry["llm_tokens"] = 0 if run is None else run.llm_tokens
@@ -151,7 +164,12 @@ def scorer_section(config: ScorerConfig) -> dict[str, Any]:
         "evidence_weight) and evidence; no profile",
         "recent": f"the user's last {RECENT_EVENTS} training events, as flat",
         "popularity": "training interaction counts",
-        "sasrec": "next-item logits of SASRec trained on the training sequences",
+        "sasrec": "SASRec (full softmax cross-entropy, early-stopped on each user's last "
+        "training event) over the user's newest 200 events of the memory's event tier",
+        "sasrec_short": "the same SASRec trained and served on the newest 50 events",
+        "sasrec_short+memory": "sasrec_short that also reads the memory's 16 strongest chunks "
+        "(belief key, signed decayed strength) and profile embedding as tokens, read as of "
+        "just before its window of 50 events (training and test alike)",
         "source_of_flat_events": "the raw training split (the events every worker was sent)",
         "ablations": {k: {"weights": w, "codebook_pool": p} for k, (w, p) in ABLATIONS.items()},
     }

@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,13 @@ from streams.eval.cold import CodebookCold, QueryFn, codebook_cold
 from streams.eval.collab import CollabPool, collab_matrix, popularity_counts
 from streams.eval.confidence import comparisons_section
 from streams.eval.ease import EaseRanker
-from streams.eval.memory_read import READER_EVENTS, read_tiered_memory
+from streams.eval.memory_read import (
+    READER_EVENTS,
+    MemoryTokens,
+    read_event_sequences,
+    read_memory_tokens,
+    read_tiered_memory,
+)
 from streams.eval.pipeline import Policy, RunOptions, TieredRun, run_tiered
 from streams.eval.report import (
     cold_section,
@@ -47,6 +53,14 @@ from streams.eval.retention import (
     retention_section,
 )
 from streams.eval.sasrec import SASRecConfig
+from streams.eval.sasrec_cache import default_cache_dir
+from streams.eval.sasrec_variants import (
+    MEMORY_CHUNKS,
+    SASREC_VARIANTS,
+    MemoryAt,
+    Served,
+    sasrec_variant,
+)
 from streams.eval.scorer import ItemSpace, MemoryVectors, ReferenceScorer, ScorerConfig
 from streams.eval.split import SplitMethod, TimeSplit, make_split
 from streams.eval.tuning import tune_weights
@@ -59,7 +73,6 @@ from streams.eval.variants import (
     memory_scores_fn,
     popularity_scores,
     rank_variant,
-    sasrec_scores,
 )
 from streams.tools.broker import start_broker
 from streams.tools.datasets import Dataset, load_dataset
@@ -70,10 +83,10 @@ TENANT = "movielens"
 TIERED: dict[str, Policy] = {"tiered_fixed": "fixed", "tiered_rules": "rules", "tiered_llm": "llm"}
 VARIANTS = (
     "popularity", "recent", "flat", "tiered_fixed", "tiered_rules", "tiered_llm", "ease_recent",
-    "sasrec",
+    "sasrec", "sasrec_short", "sasrec_short+memory",
 )  # fmt: skip
-# Training events above which SASRec trains for fewer epochs (ml-1m: ~35 s an epoch here).
-_LARGE = 200_000
+# Variants that need neither the scorer nor a worker run (SASRec reads a run when there is one).
+_STANDALONE = ("popularity", *SASREC_VARIANTS)
 
 
 def run_eval(
@@ -92,6 +105,7 @@ def run_eval(
     scorer_config: ScorerConfig | None = None,
     sasrec_epochs: int | None = None,
     seed: int = 0,
+    model_cache_dir: str | Path | None = None,
     llm_cache_dir: str | None = None,
     work_dir: str | Path | None = None,
     timeout_s: float = 900.0,
@@ -102,7 +116,10 @@ def run_eval(
 
     ``work_dir`` keeps each tiered run's LanceDB and worker log there (default: a
     temporary directory, removed at the end); it must be empty, as a memory left by
-    an earlier run would be read as this one's.
+    an earlier run would be read as this one's. ``sasrec_epochs`` caps SASRec's
+    epochs (default: early stopping decides, up to ``SASRecConfig.max_epochs``);
+    trained models are kept in ``model_cache_dir`` (default
+    ~/.cache/beliefstream/sasrec) under the hash of their data.
     """
     chosen = list(VARIANTS if variants is None else dict.fromkeys(variants))
     unknown = [v for v in chosen if v not in VARIANTS]
@@ -131,7 +148,7 @@ def run_eval(
     config = scorer_config or ScorerConfig()
     scorer, pool, ease = None, None, None
     tuning: dict[str, Any] = {"chosen": "given by the caller"}
-    if any(v not in ("popularity", "sasrec") for v in chosen):
+    if any(v not in _STANDALONE for v in chosen):
         mark = time.monotonic()
         collab = collab_matrix(cut, space)
         seconds["collab_vectors"] = round(time.monotonic() - mark, 2)
@@ -148,7 +165,11 @@ def run_eval(
             seconds["collab_codebook_fit"] = round(pool.fit_s, 2)
     items_at_cut = [i for i in data.items if str(i["item_id"]) in cut.known_items]
     items_later = [i for i in data.items if str(i["item_id"]) not in cut.known_items]
-    epochs = sasrec_epochs or (20 if len(cut.train) <= _LARGE else 4)
+    sasrec_cfg = SASRecConfig(seed=seed)
+    if sasrec_epochs is not None:
+        sasrec_cfg = replace(sasrec_cfg, max_epochs=sasrec_epochs)
+    cache_dir = Path(model_cache_dir) if model_cache_dir is not None else default_cache_dir()
+    served: tuple[Served, str] | None = None
 
     results: dict[str, dict[str, Any]] = {}
     ranked: dict[str, Ranked] = {}
@@ -156,6 +177,7 @@ def run_eval(
     queries: dict[str, QueryFn] = {}
     forgotten: dict[str, frozenset[str]] = {}
     tiered_memories: dict[str, dict[str, MemoryVectors]] = {}
+    batch_infer: dict[str, float] = {}
     kept_at_target = events_kept_at_target(
         cut, LifecycleParams().event_ttl, READER_EVENTS
     )  # what the worker's retention (default params) keeps at each user's target time
@@ -181,12 +203,23 @@ def run_eval(
                 memories: dict[str, MemoryVectors] | None = None
                 if name == "popularity":
                     score = popularity_scores(cut, space)
-                elif name == "sasrec":
-                    cfg = SASRecConfig(epochs=epochs, seed=seed)
-                    score, extra = sasrec_scores(
-                        cut, space, cfg,
-                        lambda e, loss: status(f"sasrec: epochs (loss {loss:.3f})", e, epochs),
-                    )  # fmt: skip
+                elif name in SASREC_VARIANTS:
+                    if served is None:
+                        status(f"{name}: reading the event tier", None, None)
+                        served = _served_events(cut, space, runs)
+                    source = next(iter(runs), None)
+                    memory_at = None if source is None else _memory_reader(runs[source])
+
+                    def epoch_done(e: int, loss: float, val: float, name: str = name) -> None:
+                        status(f"{name}: epochs (loss {loss:.3f}, validation {val:.4f})",
+                               e, sasrec_cfg.max_epochs)  # fmt: skip
+
+                    trained = sasrec_variant(name, cut, space.index, served[0], memory_at,
+                                             cache_dir, sasrec_cfg, epoch_done)  # fmt: skip
+                    score, batch_infer[name] = trained.score_fn(), trained.infer_s
+                    extra = trained.details | {"events_from": served[1]}
+                    if SASREC_VARIANTS[name][1] and source is not None:
+                        extra["memory_from"] = source
                 elif name == "ease_recent":
                     assert ease is not None  # fitted with the scorer: ease_recent needs it
                     score, extra = _ease_recent(cut, space, tiered_memories, ease)
@@ -222,7 +255,11 @@ def run_eval(
                     assert scorer is not None
                     status(f"{name}: ablations", None, None)
                     extra["ablations"] = ablations(name, scorer, memories, cut, pool)
-                results[name] = variant_entry(name, ranked[name], runs.get(name), wall, extra)
+                results[name] = variant_entry(name, ranked[name], runs.get(name), wall, extra,
+                                              batch_infer.get(name, 0.0))  # fmt: skip
+                if "memory_from" in extra:  # what it reads cost the memory's operations
+                    results[name]["ops"] = runs[extra["memory_from"]].ops
+                    results[name]["details"]["ops_counted"] = "those of memory_from's run"
                 bar.advance(overall)
             bar.remove_task(stage)
     finally:
@@ -309,3 +346,30 @@ def _ease_recent(
     extra = {"events_from": origin, "l2": cfg.l2, "window": cfg.window,
              "half_life_events": cfg.half_life_events}  # fmt: skip
     return score, extra
+
+
+def _served_events(
+    cut: TimeSplit, space: ItemSpace, runs: dict[str, TieredRun]
+) -> tuple[Served, str]:
+    """What SASRec reads at test time: the newest 200 events of the first tiered run's event
+    tier as of each target, through ``MemoryReader`` (else the training split, and it says so)."""
+    index = space.index
+    source = next(iter(runs), None)
+    if source is None:
+        history = {
+            u: [(index[i] + 1, 0.0) for i in h if i in index] for u, h in cut.history.items()
+        }
+        return history, "training split"
+    as_of = {u: float(row["ts"]) for u, row in cut.targets.items()}
+    read = read_event_sequences(runs[source].lancedb_uri, TENANT, as_of, 200, DIMENSION)
+    served = {
+        u: [(index[i] + 1, ts) for i, ts in events if i in index] for u, events in read.items()
+    }
+    return served, f"event tier of {source}, read as of each target"
+
+
+def _memory_reader(run: TieredRun) -> MemoryAt:
+    def read(reads: Sequence[tuple[str, float]]) -> list[MemoryTokens]:
+        return read_memory_tokens(run.lancedb_uri, TENANT, reads, MEMORY_CHUNKS, DIMENSION)
+
+    return read

@@ -10,9 +10,9 @@ every memory variant is scored by the one ``ReferenceScorer``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +20,6 @@ import numpy.typing as npt
 from streams.eval.cold import QueryFn
 from streams.eval.collab import CollabPool, popularity_counts
 from streams.eval.ranking import RankingMetrics, summarize, target_rank
-from streams.eval.sasrec import SASRecConfig, score_users, train_sasrec
 from streams.eval.scorer import ItemSpace, MemoryVectors, ReferenceScorer, event_memory
 from streams.eval.split import Row, TimeSplit
 
@@ -33,7 +32,6 @@ __all__ = [
     "memory_scores_fn",
     "popularity_scores",
     "rank_variant",
-    "sasrec_scores",
 ]
 
 RECENT_EVENTS = 10
@@ -52,6 +50,8 @@ class Ranked:
     # Per evaluated user, in ``split.targets`` order: the target's rank, the candidates.
     ranks: tuple[int | None, ...] = ()
     candidates: tuple[int, ...] = ()
+    # Seconds spent computing the evaluated users' scores (the ranking itself not counted).
+    score_s: float = 0.0
 
 
 def rank_variant(
@@ -70,8 +70,11 @@ def rank_variant(
     realtime: list[int | None] = []
     rebuild: list[int | None] = []
     sizes: dict[str, list[int]] = {"ranks": [], "realtime": [], "rebuild": []}
+    score_s = 0.0
     for user, target in split.targets.items():
+        mark = time.perf_counter()
         scores = score(user)
+        score_s += time.perf_counter() - mark
         allowed = np.ones(len(space.item_ids), dtype=bool)
         allowed[[index[i] for i in split.history[user] if i in index]] = False
         ranks.append(_rank(scores, index, target, allowed))
@@ -87,6 +90,7 @@ def rank_variant(
         summarize(rebuild, sizes["rebuild"]),
         tuple(ranks),
         tuple(sizes["ranks"]),
+        score_s,
     )
 
 
@@ -155,23 +159,3 @@ def content_queries(scorer: ReferenceScorer, memories: Mapping[str, MemoryVector
     """q_C per user (empty memory: zero): what the content codebook is queried with."""
     empty = MemoryVectors.empty(scorer.space.vectors.shape[1])
     return lambda user: scorer.content_query(memories.get(user, empty))
-
-
-def sasrec_scores(
-    split: TimeSplit,
-    space: ItemSpace,
-    cfg: SASRecConfig,
-    on_epoch: Callable[[int, float], None] | None = None,
-) -> tuple[ScoreFn, dict[str, Any]]:
-    """Train SASRec on every training sequence, then score the evaluated users."""
-    index = space.index
-    sequences = {
-        user: [index[i] + 1 for i in items if i in index] for user, items in split.history.items()
-    }
-    model, losses = train_sasrec(list(sequences.values()), len(space.item_ids), cfg, on_epoch)
-    users: Sequence[str] = list(split.targets)
-    matrix = score_users(model, [sequences[u] for u in users])
-    rows = {u: n for n, u in enumerate(users)}
-    info = {"epochs": cfg.epochs, "loss_first": losses[0], "loss_last": losses[-1],
-            "dim": cfg.dim, "layers": cfg.layers, "max_len": cfg.max_len}  # fmt: skip
-    return lambda user: matrix[rows[user]].astype(np.float64), info

@@ -46,6 +46,7 @@ class ProfileOut(_Out):
 class ChunkOut(_Out):
     chunk_id: str
     facet: str
+    key: str = Field(description="The belief's name within its facet, the same for every user.")
     text: str
     polarity: Literal["like", "dislike"]
     strength: float = Field(description="Strength decayed to the time of the read.")

@@ -30,6 +30,7 @@ def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) 
         limit=15_000,
         llm_calls_per_min=1,
         llm_cache_dir=str(llm_cache_dir),
+        model_cache_dir=tmp_path / "models",
         progress=False,
     )
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
@@ -48,7 +49,7 @@ def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) 
         assert v["hr_at_1"] <= v["hr_at_10"] and v["ndcg_at_10"] <= v["hr_at_10"], name
         assert v["users"] == users, name
         assert v["ops"] >= 0 and v["llm_calls"] >= 0 and v["llm_tokens"] >= 0, name
-        assert v["wall_s"] > 0, name
+        assert v["wall_s"] > 0 and v["infer_ms_per_1k_users"] > 0, name
         lo, hi = v["ndcg_at_10_ci95"]
         assert lo <= v["ndcg_at_10"] <= hi, name
     compared = result["comparisons"]
@@ -57,8 +58,10 @@ def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) 
     for c in compared["variants"].values():
         assert c["ci95"][0] <= c["difference"] <= c["ci95"][1]
         assert c["verdict"] in ("beats", "below", "within noise")
-    for name in ("popularity", "recent", "flat", "ease_recent", "sasrec"):
+    for name in ("popularity", "recent", "flat", "ease_recent", "sasrec", "sasrec_short"):
         assert variants[name]["ops"] == variants[name]["llm_calls"] == 0
+    # The memory-reading SASRec costs the operations of the memory it reads.
+    assert variants["sasrec_short+memory"]["ops"] == variants["tiered_fixed"]["ops"]
     ease = variants["ease_recent"]["details"]
     assert ease["events_from"] == "event tier of tiered_fixed, read as of each target"
     memory_variants = ("recent", "flat", "tiered_fixed", "tiered_rules", "tiered_llm")
@@ -88,7 +91,14 @@ def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) 
     llm = variants["tiered_llm"]["details"]
     assert llm["users_planned_by_llm"] + llm["users_fallen_back_to_rules"] > 0
     assert variants["tiered_llm"]["llm_calls"] <= 10  # one a minute, for a few minutes at most
-    assert variants["sasrec"]["details"]["loss_last"] < variants["sasrec"]["details"]["loss_first"]
+    for name in ("sasrec", "sasrec_short", "sasrec_short+memory"):
+        details = variants[name]["details"]
+        assert details["events_from"] == "event tier of tiered_fixed, read as of each target"
+        assert details["loss_last"] < details["loss_first"], name
+        assert 1 <= details["best_epoch"] <= details["epochs_run"], name
+        assert not details["loaded_from_cache"], name
+    memory_reader = variants["sasrec_short+memory"]["details"]
+    assert memory_reader["memory_from"] == "tiered_fixed" and memory_reader["belief_keys"] > 0
 
     cold = result["cold"]
     assert cold["method"] in ("content_scorer", "codebook")
