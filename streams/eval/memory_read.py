@@ -101,6 +101,7 @@ def read_tiered_memory(
                     np.array([s * c.strength for s, c in zip(signs, view.chunks, strict=True)]),
                     profile,
                     evidence,
+                    tuple(c.facet for c in view.chunks),
                 )
             else:
                 memory = MemoryVectors(

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from memory_store.embedding import DIMENSION, MiniLMEmbedder
 from memory_store.operations import LifecycleParams
-from streams.eval.ablation import ablations
+from streams.eval.ablation import ablations, belief_family_ablations
 from streams.eval.cold import CodebookCold, QueryFn, codebook_cold
 from streams.eval.collab import CollabPool, collab_matrix, popularity_counts
 from streams.eval.confidence import comparisons_section
@@ -255,6 +255,10 @@ def run_eval(
                     assert scorer is not None
                     status(f"{name}: ablations", None, None)
                     extra["ablations"] = ablations(name, scorer, memories, cut, pool)
+                    if name in TIERED:
+                        extra["ablations_by_belief_family"] = belief_family_ablations(
+                            name, scorer, memories, cut, pool
+                        )
                 results[name] = variant_entry(name, ranked[name], runs.get(name), wall, extra,
                                               batch_infer.get(name, 0.0))  # fmt: skip
                 if "memory_from" in extra:  # what it reads cost the memory's operations

@@ -35,11 +35,11 @@ class SASRecConfig:
     heads: int = 1
     max_len: int = 200
     dropout: float = 0.2
-    max_epochs: int = 60
+    max_epochs: int = 40
     # Epochs without a better validation NDCG@10 before training stops.
-    patience: int = 4
-    batch_size: int = 128
-    lr: float = 1e-3
+    patience: int = 3
+    batch_size: int = 64
+    lr: float = 3e-3
     seed: int = 0
     threads: int = 2
 

@@ -119,10 +119,20 @@ class MemoryVectors:
     profile: Matrix | None = None  # (d,) unit profile embedding
     # The event tier as evidence, newest first: (item id, signed evidence_weight).
     evidence: tuple[tuple[str, float], ...] = ()
+    # Each chunk's belief family (its facet: "genre", "era"), when the rows are chunks.
+    facets: tuple[str, ...] = ()
 
     @staticmethod
     def empty(dim: int, evidence: tuple[tuple[str, float], ...] = ()) -> MemoryVectors:
         return MemoryVectors(np.zeros((0, dim), np.float32), np.zeros(0), None, evidence)
+
+    def keep_facets(self, families: Iterable[str], profile: bool) -> MemoryVectors:
+        """The memory with only the chunks of ``families`` (and the profile, or not)."""
+        kept = set(families)
+        rows = [n for n, facet in enumerate(self.facets) if facet in kept]
+        return MemoryVectors(self.vectors[rows], self.weights[rows],
+                             self.profile if profile else None, self.evidence,
+                             tuple(self.facets[n] for n in rows))  # fmt: skip
 
     def query(self, profile_weight: float) -> npt.NDArray[np.float64]:
         """The one vector whose dot product with an item vector is the item's score."""

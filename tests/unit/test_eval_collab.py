@@ -9,9 +9,9 @@ import pytest
 
 from memory_store.codebook.tenant_state import CodebookConfig
 from memory_store.codebook.train import TrainConfig
-from streams.eval.ablation import ABLATIONS, ablations
+from streams.eval.ablation import ABLATIONS, ablations, belief_family_ablations
 from streams.eval.collab import CollabPool, collab_matrix, popularity_counts
-from streams.eval.scorer import ItemSpace, ReferenceScorer, ScorerConfig, unit_rows
+from streams.eval.scorer import ItemSpace, MemoryVectors, ReferenceScorer, ScorerConfig, unit_rows
 from streams.eval.split import leave_last_out
 from streams.eval.variants import event_memories
 
@@ -83,3 +83,25 @@ def test_ablations_re_rank_the_same_memories_with_parts_switched_off() -> None:
     # Content cannot tell items apart: the target loses every tie (6 candidates, rank 5).
     assert out["content_only"]["mean_rank_pct"] == 1.0
     assert out["content_only"]["ndcg_at_10"] == pytest.approx(1 / np.log2(7))
+
+
+def test_belief_family_ablations_measure_each_family_without_and_alone() -> None:
+    # Content vectors separate the groups; the genre chunk points at the user's own group,
+    # the era chunk at the other one.
+    content = np.zeros((len(IDS), 3), dtype=np.float32)
+    content[:4, 0], content[4:8, 1], content[8, 2] = 1.0, 1.0, 1.0
+    space = ItemSpace(IDS, content)
+    scorer = ReferenceScorer(space, np.zeros((len(IDS), 2), np.float32),
+                             popularity_counts(SPLIT, space), ScorerConfig())  # fmt: skip
+    memories = {}
+    for user in SPLIT.targets:
+        own, other = (content[0], content[4]) if int(user[1:]) < 10 else (content[4], content[0])
+        memories[user] = MemoryVectors(np.stack([own, other]), np.array([1.0, 1.0]), None, (),
+                                       ("genre", "era"))  # fmt: skip
+    out = belief_family_ablations("tiered_fixed", scorer, memories, SPLIT, None)
+    assert set(out) == {"era", "genre"}
+    assert out["genre"]["chunks"] == out["era"]["chunks"] == len(SPLIT.targets)
+    assert out["genre"]["alone"]["ndcg_at_10"] == 1.0
+    # The era alone points away: the target is last of 6 candidates (ties with "lone" count above).
+    assert out["era"]["alone"]["ndcg_at_10"] == pytest.approx(1 / np.log2(7))
+    assert out["era"]["without"]["ndcg_at_10"] > out["genre"]["without"]["ndcg_at_10"]
