@@ -271,15 +271,16 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"Wall time {result['wall_s']:.0f} s.",
         "",
         "| variant | HR@1 | HR@10 (± se) | NDCG@10 [95 % CI] | mean rank pct | ops | LLM calls "
-        "| LLM tokens | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| LLM tokens | wall s | ms / 1k users |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, v in result["variants"].items():
         lo, hi = v.get("ndcg_at_10_ci95", (float("nan"), float("nan")))
         lines.append(
             f"| {name} | {v['hr_at_1']:.4f} | {v['hr_at_10']:.4f} ± {v['hr_at_10_se']:.4f} | "
             f"{v['ndcg_at_10']:.4f} [{lo:.4f}, {hi:.4f}] | {v['mean_rank_pct']:.3f} | "
-            f"{v['ops']} | {v['llm_calls']} | {v['llm_tokens']} | {v['wall_s']:.1f} |"
+            f"{v['ops']} | {v['llm_calls']} | {v['llm_tokens']} | {v['wall_s']:.1f} | "
+            f"{v.get('infer_ms_per_1k_users', float('nan')):.0f} |"
         )
     compared = result.get("comparisons")
     if compared:
@@ -304,6 +305,7 @@ def markdown(result: Mapping[str, Any]) -> str:
               f"w_p = {scorer['profile_weight']}, H = {scorer['half_life_events']} events, "
               f"pool {scorer['codebook_pool']['k']}.", ""]  # fmt: skip
     lines += _ablation_table(result["variants"])
+    lines += _family_table(result["variants"])
     lines += retention_markdown(result.get("retention_check"))
     return "\n".join(lines)
 
@@ -321,6 +323,25 @@ def _ablation_table(variants: Mapping[str, Any]) -> list[str]:
     for name, ab in rows.items():
         cells = " | ".join(f"{ab[k]['ndcg_at_10']:.4f}" for k in labels)
         lines.append(f"| {name} | {variants[name]['ndcg_at_10']:.4f} | {cells} |")
+    lines.append("")
+    return lines
+
+
+def _family_table(variants: Mapping[str, Any]) -> list[str]:
+    """NDCG@10 of each tiered memory without each belief family, and of the family alone."""
+    rows = []
+    for name, v in variants.items():
+        for family, fig in v.get("details", {}).get("ablations_by_belief_family", {}).items():
+            rows.append((name, family, fig))
+    if not rows:
+        return []
+    lines = ["NDCG@10 per belief family (same memories):", "",
+             "| variant | family | chunks | full | without it | it alone (content term) |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, family, fig in rows:
+        full, without = variants[name]["ndcg_at_10"], fig["without"]["ndcg_at_10"]
+        lines.append(f"| {name} | {family} | {fig['chunks']} | {full:.4f} | {without:.4f} "
+                     f"| {fig['alone']['ndcg_at_10']:.4f} |")  # fmt: skip
     lines.append("")
     return lines
 

@@ -77,6 +77,7 @@ def test_markdown_lists_every_variant_and_the_cold_figures() -> None:
         "llm_calls": 3,
         "llm_tokens": 900,
         "wall_s": 4.0,
+        "infer_ms_per_1k_users": 250.0,
     }
     result = {
         "dataset": "ml-100k", "limit": 100, "wall_s": 60.0,
@@ -93,7 +94,8 @@ def test_markdown_lists_every_variant_and_the_cold_figures() -> None:
     result["variants"]["flat"] = {**entry, "details": {"ablations": ablations}}
     text = markdown(result)
     row = (
-        "| flat | 0.1000 | 0.3000 ± 0.0500 | 0.2000 [0.1500, 0.2600] | 0.250 | 12 | 3 | 900 | 4.0 |"
+        "| flat | 0.1000 | 0.3000 ± 0.0500 | 0.2000 [0.1500, 0.2600] | 0.250 | 12 | 3 | 900 | 4.0 "
+        "| 250 |"
     )
     assert row in text
     assert "| tiered_llm |" in text and "first 100 events" in text
@@ -102,6 +104,12 @@ def test_markdown_lists_every_variant_and_the_cold_figures() -> None:
     assert "| flat | 0.2000 | 0.1250 | 0.1250 | 0.1250 | 0.1250 |" in text  # the ablations
     assert "| tiered_llm | 0.2000 | 0.1250" not in text  # none measured for it
     assert "minus" not in text  # no comparisons in this result
+    assert "per belief family" not in text
+    family = {"chunks": 7, "without": {"ndcg_at_10": 0.19}, "alone": {"ndcg_at_10": 0.01}}
+    result["variants"]["tiered_llm"] = {
+        **entry, "details": {"ablations_by_belief_family": {"genre": family}}
+    }  # fmt: skip
+    assert "| tiered_llm | genre | 7 | 0.2000 | 0.1900 | 0.0100 |" in markdown(result)
     result["comparisons"] = {
         "baseline": "ease_recent", "method": "paired bootstrap",
         "variants": {"flat": {"difference": 0.01, "ci95": [-0.002, 0.02],
