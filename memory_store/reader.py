@@ -272,10 +272,14 @@ class MemoryReader:
     def _decayed(self, entry: Entry, now: float | None = None) -> npt.NDArray[np.float64]:
         """Each chunk's strength decayed from its last evidence to now (as effective_strength).
 
-        ``now``: an as-of read's time; else the user's newest event or the clock.
+        ``now``: an as-of read's time; else the user's newest event or the clock. On the
+        user's clock (``decay_clock``, see ``decay_time``) it stops at their newest activity:
+        the newest event read (an ``event_limit`` of 0 reads none) or chunk evidence.
         """
         if now is None:
             now = entry.event_now if self._event_time else self._clock()
+        if self._params.decay_clock == "user":
+            now = min(now, entry.event_now)
         elapsed = now - entry.last_seen
         factor = np.power(0.5, np.maximum(elapsed, 0.0) / self._params.half_life)
         return np.asarray(entry.strength * factor, dtype=np.float64)

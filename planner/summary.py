@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from memory_store.operations import LifecycleParams, cosine, expired_events, top_chunks
-from memory_store.operations.forgetting import effective_strength
+from memory_store.operations.forgetting import decay_time, effective_strength
 from memory_store.tiers import Operation, PreferenceChunk, UserSnapshot
 
 __all__ = [
@@ -161,8 +161,11 @@ def summarize(
     """The summary of ``snapshot`` at ``now``; pure. Weak means below 2x the forget threshold."""
     weak_below = 2 * params.forget_threshold if weak_threshold is None else weak_threshold
     chunks = snapshot.chunks
-    strengths = np.array([effective_strength(c, now, params) for c in chunks], dtype=np.float64)
-    forget_times = [t for c in chunks if (t := _forget_time(c, params)) is not None and t > now]
+    decay_to = decay_time(snapshot, now, params)  # the user's own clock, by default
+    strengths = np.array([effective_strength(c, decay_to, params) for c in chunks], np.float64)
+    forget_times = [
+        t for c in chunks if (t := _forget_time(c, params)) is not None and t > decay_to
+    ]
     activity = [e.ts for e in snapshot.events] + [c.last_seen for c in chunks]
     since: dict[Operation, int] = {}
     ago: dict[Operation, float | None] = {}

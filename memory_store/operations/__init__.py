@@ -7,7 +7,12 @@ arguments, so a planner, a stream worker and a test can all drive them alike.
 from memory_store.operations.absorption import Absorbed, absorb_stream
 from memory_store.operations.consolidation import consolidation, cosine, merge_chunks
 from memory_store.operations.extraction import Embedder, embed_all, extraction
-from memory_store.operations.forgetting import effective_strength, expired_events, forgetting
+from memory_store.operations.forgetting import (
+    decay_time,
+    effective_strength,
+    expired_events,
+    forgetting,
+)
 from memory_store.operations.params import LifecycleParams
 from memory_store.operations.reinforcement import reinforced, reinforcement
 from memory_store.operations.resynthesis import (
@@ -28,6 +33,7 @@ __all__ = [
     "absorb_stream",
     "consolidation",
     "cosine",
+    "decay_time",
     "effective_strength",
     "embed_all",
     "expired_events",

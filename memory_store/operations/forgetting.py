@@ -1,4 +1,10 @@
-"""Forgetting: beliefs nobody has reinforced in a long time fade out, and old events go.
+"""Forgetting: beliefs the user stopped confirming fade out, and old events go.
+
+Beliefs decay on the user's own clock by default (``decay_clock``): from a
+chunk's last evidence to the user's newest activity, not to the wall clock.
+A belief fades when the user keeps interacting without confirming it; a
+user who goes quiet keeps what the memory learned, so a returning user is
+not a stranger. Raw events still expire by the TTL on everybody's clock.
 
 Decay is computed, never stored: a chunk's stored strength is its belief as of
 ``last_seen``, and forgetting only deletes chunks whose strength decayed to
@@ -12,12 +18,21 @@ from __future__ import annotations
 from memory_store.operations.params import LifecycleParams
 from memory_store.tiers import ChangeRecord, Delta, Operation, PreferenceChunk, UserSnapshot
 
-__all__ = ["effective_strength", "expired_events", "forgetting"]
+__all__ = ["decay_time", "effective_strength", "expired_events", "forgetting"]
 
 
 def effective_strength(chunk: PreferenceChunk, now: float, params: LifecycleParams) -> float:
-    """The chunk's strength decayed from its last evidence to ``now``."""
+    """The chunk's strength decayed from its last evidence to ``now`` (see ``decay_time``)."""
     return params.decayed(chunk.strength, now - chunk.last_seen)
+
+
+def decay_time(snapshot: UserSnapshot, now: float, params: LifecycleParams) -> float:
+    """The time the user's beliefs are decayed to at ``now``: on the user's clock, their newest
+    activity (an event, a chunk's evidence), capped at ``now``; on the global clock, ``now``."""
+    if params.decay_clock == "global":
+        return now
+    activity = [e.ts for e in snapshot.events] + [c.last_seen for c in snapshot.chunks]
+    return min(now, max(activity, default=now))
 
 
 def expired_events(snapshot: UserSnapshot, now: float, params: LifecycleParams) -> list[str]:
@@ -42,12 +57,13 @@ def forgetting(
     """Delete chunks decayed below the forget threshold and expire events outside retention."""
     deletes: list[str] = []
     changes: list[ChangeRecord] = []
+    clock = decay_time(snapshot, now, params)
     for chunk in snapshot.chunks:
-        decayed = effective_strength(chunk, now, params)
+        decayed = effective_strength(chunk, clock, params)
         if decayed >= params.forget_threshold:
             continue
         deletes.append(chunk.chunk_id)
-        idle_days = max(0.0, now - chunk.last_seen) / 86_400.0
+        idle_days = max(0.0, clock - chunk.last_seen) / 86_400.0
         changes.append(
             snapshot.change(
                 op=Operation.FORGETTING,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["LifecycleParams"]
+__all__ = ["DecayClock", "LifecycleParams"]
+
+DecayClock = Literal["user", "global"]
 
 _DAY = 86_400.0
 
@@ -32,8 +35,11 @@ class LifecycleParams:
     flip_strength: float = 0.25
     # Cosine similarity at or above which same-facet, same-polarity chunks merge.
     similarity_threshold: float = 0.92
-    # Strength halves every half_life seconds without evidence.
+    # Strength halves every half_life seconds without evidence ...
     half_life: float = 90 * _DAY
+    # ... counted on the user's own clock (their newest activity: an idle user's beliefs
+    # wait for them) or on everybody's ("global": idleness alone forgets a user).
+    decay_clock: DecayClock = "user"
     # A chunk whose decayed strength drops below this is forgotten.
     forget_threshold: float = 0.05
     # Events older than this (seconds) leave the event tier ...
@@ -60,6 +66,8 @@ class LifecycleParams:
             raise ValueError(f"must lie in [0, 1]: {', '.join(bad)}")
         if self.half_life <= 0 or self.event_ttl <= 0:
             raise ValueError("half_life and event_ttl must be positive")
+        if self.decay_clock not in ("user", "global"):
+            raise ValueError(f"decay_clock must be 'user' or 'global', got {self.decay_clock!r}")
         if self.max_events_per_user < 0 or self.narrative_top_k < 0:
             raise ValueError("max_events_per_user and narrative_top_k must be >= 0")
 

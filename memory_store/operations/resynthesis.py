@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from memory_store.operations.extraction import Embedder, embed_all
-from memory_store.operations.forgetting import effective_strength
+from memory_store.operations.forgetting import decay_time, effective_strength
 from memory_store.operations.params import LifecycleParams
 from memory_store.tiers import (
     Delta,
@@ -32,8 +32,9 @@ def top_chunks(
     snapshot: UserSnapshot, now: float, params: LifecycleParams
 ) -> list[PreferenceChunk]:
     """The ``narrative_top_k`` chunks by strength decayed to ``now`` (ties: chunk id)."""
+    clock = decay_time(snapshot, now, params)
     ranked = sorted(
-        snapshot.chunks, key=lambda c: (-effective_strength(c, now, params), c.chunk_id)
+        snapshot.chunks, key=lambda c: (-effective_strength(c, clock, params), c.chunk_id)
     )
     return ranked[: params.narrative_top_k]
 

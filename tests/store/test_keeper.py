@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -102,8 +103,14 @@ def test_maintain_refreshes_the_profile_only_when_its_sources_changed() -> None:
     assert snap.profile is not None and snap.profile.version == 1
     assert not profile_is_stale(snap, T0 + DAY, P)
     assert run_planned(snap, EVERYTHING, T0 + DAY, fake_embed).is_empty
-    # Years later every belief has decayed away and every event expired.
-    gone = apply_delta(snap, run_planned(snap, EVERYTHING, T0 + 900 * DAY, fake_embed))
+    # Years later every event expired; the beliefs of a user idle since then wait for them
+    # (the user's own clock), so the profile, built from the same chunks, stays.
+    idle = apply_delta(snap, run_planned(snap, EVERYTHING, T0 + 900 * DAY, fake_embed))
+    assert idle.chunks == snap.chunks and not idle.events
+    assert idle.profile == snap.profile
+    # On everybody's clock every belief has decayed away, and the profile is rebuilt.
+    steps = [replace(s, params=replace(s.params, decay_clock="global")) for s in EVERYTHING]
+    gone = apply_delta(snap, run_planned(snap, steps, T0 + 900 * DAY, fake_embed))
     assert not gone.chunks and not gone.events
     assert gone.profile is not None and gone.profile.version == 2
 

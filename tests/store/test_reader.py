@@ -414,8 +414,12 @@ def test_event_time_decay_ages_a_replayed_history_from_its_own_newest_event(
     old = chunk("acme", "u1", "comedy", 0.8, last_seen=then - 180 * DAY)
     fresh = chunk("acme", "u1", "drama", 0.5, last_seen=then)
     write(store, "acme", "u1", old, fresh)
-    by_clock = {c.text: c.strength for c in reader_over(store).get_user_memory("acme", "u1").chunks}
-    assert max(by_clock.values()) < 1e-9
-    reader = reader_over(store, decay_in_event_time=True)
+    everybody = LifecycleParams(decay_clock="global")
+    by_clock = reader_over(store, params=everybody).get_user_memory("acme", "u1").chunks
+    assert max(c.strength for c in by_clock) < 1e-9
+    reader = reader_over(store, decay_in_event_time=True, params=everybody)
     by_event = {c.text: c.strength for c in reader.get_user_memory("acme", "u1").chunks}
     assert by_event == {"likes Drama": pytest.approx(0.5), "likes Comedy": pytest.approx(0.2)}
+    # The default, the user's own clock, ages them from the user's newest activity too.
+    by_user = {c.text: c.strength for c in reader_over(store).get_user_memory("acme", "u1").chunks}
+    assert by_user == by_event

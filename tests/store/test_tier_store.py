@@ -30,6 +30,8 @@ from memory_store.tiers import Delta, UserSnapshot, apply_delta
 from tests.unit.fake_embedding import fake_embed
 
 P = LifecycleParams()
+# Everybody's clock: idleness alone forgets, so these storage tests see deletes round-trip.
+GLOBAL = replace(P, decay_clock="global")
 T0 = 1_700_000_000.0
 DAY = 86_400.0
 GENRES = ["Comedy", "Drama", "Horror", "Sci-Fi"]
@@ -82,7 +84,7 @@ def lifecycle(
         lambda s: weakening(s, events, items, P),
         lambda s: consolidation(s, replace(P, similarity_threshold=0.3)),
         lambda s: resynthesis(s, now, P, fake_embed, plan_id="p2"),
-        lambda s: forgetting(s, now, P),
+        lambda s: forgetting(s, now, GLOBAL),
     ]
     deltas = []
     for step in steps:
@@ -201,7 +203,7 @@ def test_deletes_and_forgotten_events_take_effect(tmp_path: Path) -> None:
     write_one(store, "acme", "u1", extraction(snap, snap.events, items, P, fake_embed))
     snap = read_one(store, "acme", "u1")
     assert snap.chunks
-    gone = forgetting(snap, T0 + 800 * DAY, P)
+    gone = forgetting(snap, T0 + 800 * DAY, GLOBAL)
     assert set(gone.deletes) == {c.chunk_id for c in snap.chunks}
     assert len(gone.forget_event_ids) == 12
     write_one(store, "acme", "u1", gone)

@@ -15,6 +15,7 @@ from memory_store.lifecycle import absorb
 from memory_store.operations import (
     LifecycleParams,
     consolidation,
+    decay_time,
     effective_strength,
     extraction,
     forgetting,
@@ -197,11 +198,28 @@ def test_forgetting_respects_threshold_and_retention(
     delta = forgetting(snap, now, params)
     for c in chunks:
         deleted = c.chunk_id in delta.deletes
-        assert deleted == (effective_strength(c, now, params) < params.forget_threshold)
+        decayed = effective_strength(c, decay_time(snap, now, params), params)
+        assert deleted == (decayed < params.forget_threshold)
     newest = sorted(own, key=lambda e: (e.ts, e.event_id), reverse=True)[:cap]
     retained = {e.event_id for e in newest if e.ts >= now - params.event_ttl}
     assert retained.isdisjoint(delta.forget_event_ids)
     assert set(delta.forget_event_ids) == {e.event_id for e in own} - retained
+
+
+@FAST
+@given(chunk_sets(), event_lists(), st.floats(0.0, 1e7))
+def test_on_the_users_clock_idleness_alone_forgets_no_belief(
+    chunks: tuple[PreferenceChunk, ...], events: list[Interaction], idle: float
+) -> None:
+    own = [e for e in events if (e.tenant, e.user_id) == OWNER]
+    snap = UserSnapshot(*OWNER, chunks, events=tuple(own))
+    params = replace(P, half_life=30.0)
+    last = max([e.ts for e in own] + [c.last_seen for c in chunks], default=0.0)
+    assert forgetting(snap, last + idle, params).deletes == forgetting(snap, last, params).deletes
+    everybody = replace(params, decay_clock="global")
+    assert set(forgetting(snap, last, everybody).deletes) <= set(
+        forgetting(snap, last + idle, everybody).deletes
+    )
 
 
 @FAST

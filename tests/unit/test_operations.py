@@ -212,11 +212,20 @@ def test_consolidation_merges_near_duplicates_into_the_strongest() -> None:
 
 def test_forgetting_drops_faded_chunks_and_expired_events() -> None:
     snap = learn(EMPTY, [ev(0, "c0"), ev(1, "d1")])
-    snap = UserSnapshot("acme", "u1", snap.chunks, events=(ev(0, "c0"), ev(1, "d1"), ev(2, "c1")))
+    events = (ev(0, "c0"), ev(1, "d1"), ev(2, "c1"))
+    snap = UserSnapshot("acme", "u1", snap.chunks, events=events)
     assert forgetting(snap, 1_100.0, P).is_empty
-    # four half-lives later 0.5 decays to ~0.03 < 0.05: every chunk goes, as do all events.
+    # Four half-lives on, 0.5 would decay to ~0.03 < 0.05; but the user was idle, and on their
+    # own clock nothing faded: only the events outside retention go.
     late = 1_000.0 + 4 * P.half_life
-    delta = forgetting(snap, late, replace(P, event_ttl=P.half_life))
+    short_ttl = replace(P, event_ttl=P.half_life)
+    idle = forgetting(snap, late, short_ttl)
+    assert idle.deletes == () and idle.forget_event_ids == ("e0", "e1", "e2")
+    # A user who kept interacting for those half-lives without confirming them forgets them.
+    busy = UserSnapshot("acme", "u1", snap.chunks, events=(*events, ev(int(4 * P.half_life), "x")))
+    assert set(forgetting(busy, late, short_ttl).deletes) == {c.chunk_id for c in snap.chunks}
+    # On everybody's clock, idleness alone forgets them.
+    delta = forgetting(snap, late, replace(short_ttl, decay_clock="global"))
     assert set(delta.deletes) == {c.chunk_id for c in snap.chunks}
     assert delta.forget_event_ids == ("e0", "e1", "e2")
     capped = forgetting(snap, 1_100.0, replace(P, max_events_per_user=1))

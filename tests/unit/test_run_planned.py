@@ -18,7 +18,8 @@ DAY = 86_400.0
 
 def test_only_the_chosen_operations_run_each_with_its_plan_id() -> None:
     snap = learn(EMPTY, [ev(i, f"c{i}") for i in range(3)] + [ev(9, "h1", value=1.0)])
-    later = 1_000.0 + 2_000 * DAY  # everything has long faded
+    later = 1_000.0 + 2_000 * DAY  # everything has long faded: the user kept busy elsewhere
+    snap = replace(snap, events=(ev(int(2_000 * DAY), "x1"),))
     only_profile = run_planned(
         snap, [PlannedStep(Operation.RESYNTHESIS, P, "p1")], later, fake_embed
     )
