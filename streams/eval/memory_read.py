@@ -35,6 +35,7 @@ __all__ = [
     "READER_EVENTS",
     "MemoryStats",
     "MemoryTokens",
+    "memory_after_replay",
     "read_event_sequences",
     "read_memory_tokens",
     "read_tiered_memory",
@@ -181,3 +182,17 @@ def read_event_sequences(
 
 def _no_embedder(texts: Sequence[str]) -> Sequence[Sequence[float]]:
     raise RuntimeError("reading memory tokens and events embeds nothing")
+
+
+def memory_after_replay(uri: str, tenant: str, users: Sequence[str]) -> dict[str, int]:
+    """How many users hold beliefs, a profile and events once the whole replay is in: what
+    idleness (the stream's last years, for most users) left of their memory."""
+    store = open_store(uri)
+    counts = {"users": len(users), "with_beliefs": 0, "with_profile": 0, "with_events": 0}
+    for start in range(0, len(users), _SLICE):
+        part = [(tenant, u) for u in users[start : start + _SLICE]]
+        for snap in store.read_snapshots(part, 1).values():
+            counts["with_beliefs"] += bool(snap.chunks)
+            counts["with_profile"] += snap.profile is not None
+            counts["with_events"] += bool(snap.events)
+    return counts

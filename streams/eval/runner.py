@@ -34,6 +34,7 @@ from streams.eval.ease import EaseRanker
 from streams.eval.memory_read import (
     READER_EVENTS,
     MemoryTokens,
+    memory_after_replay,
     read_event_sequences,
     read_memory_tokens,
     read_tiered_memory,
@@ -242,6 +243,9 @@ def run_eval(
                     forgotten[name] = forgotten_after_target(memories, kept_at_target)
                     extra = {
                         "memory": asdict(stats),
+                        "memory_after_replay": memory_after_replay(
+                            run.lancedb_uri, TENANT, list(cut.targets)
+                        ),
                         "catalogue_at_cut_complete": run.catalogue_at_cut == cut.known_items,
                     }
                 if memories is not None:

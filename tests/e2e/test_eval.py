@@ -85,6 +85,8 @@ def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) 
         assert details["memory"]["evidence_events"] >= users  # the event tier, read back
         assert variants[name]["ops"] == sum(details["ops_by_op"].values()), name
         assert details["catalogue_at_cut_complete"], name
+        after = details["memory_after_replay"]
+        assert after["users"] == users and 0 < after["with_beliefs"] <= users, name
         families = details["ablations_by_belief_family"]
         assert {"genre", "era"} <= set(families), name
         assert sum(f["chunks"] for f in families.values()) == details["memory"]["chunks"], name

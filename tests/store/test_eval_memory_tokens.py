@@ -9,7 +9,11 @@ import numpy as np
 from memory_store.lance.store import open_store
 from memory_store.store import EventRecord, UserDelta
 from memory_store.tiers import Delta, Polarity, Profile
-from streams.eval.memory_read import read_event_sequences, read_memory_tokens
+from streams.eval.memory_read import (
+    memory_after_replay,
+    read_event_sequences,
+    read_memory_tokens,
+)
 from tests.store.test_reader import NOW, chunk, interaction
 from tests.unit.fake_embedding import fake_embed
 
@@ -64,3 +68,11 @@ def test_event_sequences_are_the_newest_events_as_of_each_time_oldest_first(
     assert read["u1"] == [("i1", NOW + 1), ("i2", NOW + 2), ("i3", NOW + 3)]
     assert read["u2"] == []
     assert read_event_sequences(uri, "globex", {"u1": NOW + 10}, 3, DIM)["u1"] == [("i9", NOW)]
+
+
+def test_memory_after_replay_counts_what_each_user_holds_now(tmp_path: Path) -> None:
+    uri = _store(tmp_path)
+    store = open_store(uri)
+    store.write_events([EventRecord(interaction(20, "acme", "u3", NOW))])
+    counts = memory_after_replay(uri, "acme", ["u1", "u2", "u3"])
+    assert counts == {"users": 3, "with_beliefs": 1, "with_profile": 1, "with_events": 2}
