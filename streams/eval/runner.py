@@ -31,14 +31,7 @@ from streams.eval.cold import CodebookCold, QueryFn, codebook_cold
 from streams.eval.collab import CollabPool, collab_matrix, popularity_counts
 from streams.eval.confidence import comparisons_section
 from streams.eval.ease import EaseRanker
-from streams.eval.memory_read import (
-    READER_EVENTS,
-    MemoryTokens,
-    memory_after_replay,
-    read_event_sequences,
-    read_memory_tokens,
-    read_tiered_memory,
-)
+from streams.eval.memory_read import READER_EVENTS, memory_after_replay, read_tiered_memory
 from streams.eval.pipeline import Policy, RunOptions, TieredRun, run_tiered
 from streams.eval.report import (
     cold_section,
@@ -55,13 +48,8 @@ from streams.eval.retention import (
 )
 from streams.eval.sasrec import SASRecConfig
 from streams.eval.sasrec_cache import default_cache_dir
-from streams.eval.sasrec_variants import (
-    MEMORY_CHUNKS,
-    SASREC_VARIANTS,
-    MemoryAt,
-    Served,
-    sasrec_variant,
-)
+from streams.eval.sasrec_runs import SasrecRunner
+from streams.eval.sasrec_variants import SASREC_VARIANTS
 from streams.eval.scorer import ItemSpace, MemoryVectors, ReferenceScorer, ScorerConfig
 from streams.eval.split import SplitMethod, TimeSplit, make_split
 from streams.eval.tuning import tune_weights
@@ -170,7 +158,6 @@ def run_eval(
     if sasrec_epochs is not None:
         sasrec_cfg = replace(sasrec_cfg, max_epochs=sasrec_epochs)
     cache_dir = Path(model_cache_dir) if model_cache_dir is not None else default_cache_dir()
-    served: tuple[Served, str] | None = None
 
     results: dict[str, dict[str, Any]] = {}
     ranked: dict[str, Ranked] = {}
@@ -197,6 +184,8 @@ def run_eval(
             def status(text: str, done: float | None, total: float | None) -> None:
                 bar.update(stage, description=f"  {text}", completed=done or 0, total=total)
 
+            sasrec = SasrecRunner(cut, space, TENANT, sasrec_cfg, cache_dir, status)
+
             for name in chosen:
                 status(name, None, None)
                 mark = time.monotonic()
@@ -205,22 +194,7 @@ def run_eval(
                 if name == "popularity":
                     score = popularity_scores(cut, space)
                 elif name in SASREC_VARIANTS:
-                    if served is None:
-                        status(f"{name}: reading the event tier", None, None)
-                        served = _served_events(cut, space, runs)
-                    source = next(iter(runs), None)
-                    memory_at = None if source is None else _memory_reader(runs[source])
-
-                    def epoch_done(e: int, loss: float, val: float, name: str = name) -> None:
-                        status(f"{name}: epochs (loss {loss:.3f}, validation {val:.4f})",
-                               e, sasrec_cfg.max_epochs)  # fmt: skip
-
-                    trained = sasrec_variant(name, cut, space.index, served[0], memory_at,
-                                             cache_dir, sasrec_cfg, epoch_done)  # fmt: skip
-                    score, batch_infer[name] = trained.score_fn(), trained.infer_s
-                    extra = trained.details | {"events_from": served[1]}
-                    if SASREC_VARIANTS[name][1] and source is not None:
-                        extra["memory_from"] = source
+                    score, extra, batch_infer[name] = sasrec.run(name, runs)
                 elif name == "ease_recent":
                     assert ease is not None  # fitted with the scorer: ease_recent needs it
                     score, extra = _ease_recent(cut, space, tiered_memories, ease)
@@ -354,30 +328,3 @@ def _ease_recent(
     extra = {"events_from": origin, "l2": cfg.l2, "window": cfg.window,
              "half_life_events": cfg.half_life_events}  # fmt: skip
     return score, extra
-
-
-def _served_events(
-    cut: TimeSplit, space: ItemSpace, runs: dict[str, TieredRun]
-) -> tuple[Served, str]:
-    """What SASRec reads at test time: the newest 200 events of the first tiered run's event
-    tier as of each target, through ``MemoryReader`` (else the training split, and it says so)."""
-    index = space.index
-    source = next(iter(runs), None)
-    if source is None:
-        history = {
-            u: [(index[i] + 1, 0.0) for i in h if i in index] for u, h in cut.history.items()
-        }
-        return history, "training split"
-    as_of = {u: float(row["ts"]) for u, row in cut.targets.items()}
-    read = read_event_sequences(runs[source].lancedb_uri, TENANT, as_of, 200, DIMENSION)
-    served = {
-        u: [(index[i] + 1, ts) for i, ts in events if i in index] for u, events in read.items()
-    }
-    return served, f"event tier of {source}, read as of each target"
-
-
-def _memory_reader(run: TieredRun) -> MemoryAt:
-    def read(reads: Sequence[tuple[str, float]]) -> list[MemoryTokens]:
-        return read_memory_tokens(run.lancedb_uri, TENANT, reads, MEMORY_CHUNKS, DIMENSION)
-
-    return read

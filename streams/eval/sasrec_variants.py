@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ _BEFORE = 1e-3
 
 Served = Mapping[str, Sequence[tuple[int, float]]]
 """user -> (item id 1-based, ts) oldest first: what the ranker reads at test time."""
+ScoreMatrixFn = Callable[[str], npt.NDArray[np.float64]]
 MemoryAt = Callable[[Sequence[tuple[str, float]]], list[MemoryTokens]]
 """(user, t) pairs -> each one's memory tokens as of t."""
 
@@ -65,10 +66,14 @@ class SasrecRun:
     users: tuple[str, ...]
     infer_s: float
     details: dict[str, Any]
+    # The memory reader's test scores with parts of its memory withheld (no retraining).
+    ablated: Mapping[str, npt.NDArray[np.float32]] = field(default_factory=dict)
 
-    def score_fn(self) -> Callable[[str], npt.NDArray[np.float64]]:
+    def score_fn(self, scores: npt.NDArray[np.float32] | None = None) -> ScoreMatrixFn:
+        """User -> scores, from ``scores`` (default: the test scores) in ``users`` order."""
+        matrix = self.scores if scores is None else scores
         rows = {u: n for n, u in enumerate(self.users)}
-        return lambda user: self.scores[rows[user]].astype(np.float64)
+        return lambda user: matrix[rows[user]].astype(np.float64)
 
 
 def sasrec_variant(
@@ -137,7 +142,11 @@ def sasrec_variant(
     if reads_memory:
         details |= {"memory_chunks": MEMORY_CHUNKS, "belief_keys": len(vocabulary),
                     "memory_read_s": round(read_s, 2)}  # fmt: skip
-    return SasrecRun(scores, tuple(test_users), infer_s, details)
+    ablated: dict[str, npt.NDArray[np.float32]] = {}
+    if test_memory is not None:
+        for label, masked in _without(test_memory, vocabulary).items():
+            ablated[label] = score_sequences(model, test_inputs, masked)
+    return SasrecRun(scores, tuple(test_users), infer_s, details, ablated)
 
 
 def _training_sequences(
@@ -210,3 +219,22 @@ def _ndcg(
         allowed[target] = True
         total += ndcg_at(target_rank(row, target, allowed), 10)
     return total / max(len(targets), 1)
+
+
+def _without(memory: MemoryBatch, vocabulary: Mapping[str, int]) -> dict[str, MemoryBatch]:
+    """The test memory with each belief family's chunks, the profile, or everything withheld."""
+    families = sorted({key.split(":", 1)[0] for key in vocabulary})
+    family_of = torch.zeros(len(vocabulary) + 1, dtype=torch.long)
+    for key, n in vocabulary.items():
+        family_of[n] = families.index(key.split(":", 1)[0]) + 1
+    out: dict[str, MemoryBatch] = {}
+    for n, family in enumerate(families, 1):
+        keep = family_of[memory.keys] != n
+        out[f"without_{family}"] = MemoryBatch(
+            memory.keys * keep, memory.strengths * keep, memory.profiles
+        )
+    out["without_profile"] = replace(memory, profiles=torch.zeros_like(memory.profiles))
+    out["without_memory"] = MemoryBatch(torch.zeros_like(memory.keys),
+                                        torch.zeros_like(memory.strengths),
+                                        torch.zeros_like(memory.profiles))  # fmt: skip
+    return out

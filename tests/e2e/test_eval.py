@@ -104,6 +104,10 @@ def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) 
         assert not details["loaded_from_cache"], name
     memory_reader = variants["sasrec_short+memory"]["details"]
     assert memory_reader["memory_from"] == "tiered_fixed" and memory_reader["belief_keys"] > 0
+    withheld = memory_reader["memory_withheld_at_test"]
+    assert {"without_memory", "without_profile", "without_genre"} <= set(withheld)
+    for figures in withheld.values():
+        assert 0.0 <= figures["ndcg_at_10"] <= figures["hr_at_10"] <= 1.0
 
     cold = result["cold"]
     assert cold["method"] in ("content_scorer", "codebook")

@@ -76,6 +76,13 @@ def test_memory_variant_reads_only_before_each_window(tmp_path: Path) -> None:
     served = _served(rows, index, list(cut.targets))
     run = sasrec_variant("sasrec_short+memory", cut, index, served, memory_at, tmp_path, CFG)
     assert run.details["belief_keys"] == 2
+    # The test scores again with each part of the memory withheld: what the model draws on.
+    assert set(run.ablated) == {"without_era", "without_genre", "without_profile",
+                                "without_memory"}  # fmt: skip
+    for scores in run.ablated.values():
+        assert scores.shape == run.scores.shape
+    assert not np.array_equal(run.ablated["without_memory"], run.scores)
+    assert np.array_equal(run.ablated["without_profile"], run.scores)  # none was read
     # Users with more than 50 training events have older history: it is read for them.
     times = {u: [ts for _, ts in events] for u, events in served.items()}
     assert reads and {u for u, _ in reads} == {u for u, t in times.items() if len(t) > 50}
