@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 METRICS = ("hr_at_1", "hr_at_10", "ndcg_at_10", "mean_rank_pct", "cold_hr_at_10")
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(600)
 def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) -> None:
     out = tmp_path / "eval.json"
     result = run_eval(
