@@ -17,10 +17,19 @@ import numpy.typing as npt
 
 from streams.eval.ranking import hit_at, ndcg_at
 
-__all__ = ["BASELINE", "RESAMPLES", "comparisons_section", "interval", "intervals"]
+__all__ = ["BASELINE", "CLAIMS", "RESAMPLES", "comparisons_section", "interval", "intervals"]
 
 BASELINE = "ease_recent"
 RESAMPLES = 1000
+# The claims between two variants, each tested paired by user: (variant, against).
+CLAIMS = (
+    ("sasrec_short+memory", "sasrec_short"),
+    ("sasrec_short+memory", "sasrec"),
+    ("tiered_fixed", "flat"),
+    ("flat", "recent"),
+    ("tiered_rules", "tiered_fixed"),
+    ("tiered_llm", "tiered_fixed"),
+)
 _LEVEL = 0.95
 
 Ranks = Sequence[int | None]
@@ -66,14 +75,20 @@ def comparisons_section(
     for name, mine in ranks.items():
         if name == baseline or len(mine) != base.size:
             continue
-        diff = _per_user(mine, "ndcg_at_10") - base
-        lo, hi = interval(diff, seed=seed)
-        verdict = "beats" if lo > 0 else "below" if hi < 0 else "within noise"
-        out[name] = {"difference": round(float(diff.mean()), 5), "ci95": [lo, hi],
-                     "verdict": verdict}  # fmt: skip
+        out[name] = _paired(mine, ranks[baseline], seed)
+    pairs = {f"{a} vs {b}": _paired(ranks[a], ranks[b], seed)
+             for a, b in CLAIMS if a in ranks and b in ranks}  # fmt: skip
     return {
         "baseline": baseline,
         "metric": "ndcg_at_10",
         "method": f"paired percentile bootstrap over users, {RESAMPLES} resamples, seed {seed}",
         "variants": out,
+        "claims": pairs,
     }
+
+
+def _paired(mine: Ranks, theirs: Ranks, seed: int) -> dict[str, Any]:
+    diff = _per_user(mine, "ndcg_at_10") - _per_user(theirs, "ndcg_at_10")
+    lo, hi = interval(diff, seed=seed)
+    verdict = "beats" if lo > 0 else "below" if hi < 0 else "within noise"
+    return {"difference": round(float(diff.mean()), 5), "ci95": [lo, hi], "verdict": verdict}

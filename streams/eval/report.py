@@ -287,7 +287,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         lines += ["", f"NDCG@10 minus {compared['baseline']}'s, paired by user "
                   f"({compared['method']}):", "", "| variant | difference | 95 % CI | verdict |",
                   "|---|---|---|---|"]  # fmt: skip
-        for name, c in compared["variants"].items():
+        for name, c in [*compared["variants"].items(), *compared.get("claims", {}).items()]:
             lines.append(f"| {name} | {c['difference']:+.4f} | [{c['ci95'][0]:+.4f}, "
                          f"{c['ci95'][1]:+.4f}] | {c['verdict']} |")  # fmt: skip
     cold = result["cold"]

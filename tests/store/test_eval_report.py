@@ -116,3 +116,7 @@ def test_markdown_lists_every_variant_and_the_cold_figures() -> None:
                               "verdict": "within noise"}},
     }  # fmt: skip
     assert "| flat | +0.0100 | [-0.0020, +0.0200] | within noise |" in markdown(result)
+    result["comparisons"]["claims"] = {
+        "flat vs recent": {"difference": -0.03, "ci95": [-0.05, -0.01], "verdict": "below"}
+    }
+    assert "| flat vs recent | -0.0300 | [-0.0500, -0.0100] | below |" in markdown(result)

@@ -39,3 +39,18 @@ def test_a_paired_gap_beyond_noise_beats_and_noise_does_not() -> None:
     verdicts = {n: c["verdict"] for n, c in section["variants"].items()}
     assert verdicts == {"better": "beats", "shuffled": "within noise", "worse": "below"}
     assert comparisons_section({"only": base}) is None
+
+
+def test_the_issues_claims_are_tested_pairwise_when_both_variants_ran() -> None:
+    rng = np.random.default_rng(3)
+    short: list[int | None] = [int(r) for r in rng.integers(0, 20, 2000)]
+    memory = [max(r - 3, 0) if r is not None else None for r in short]
+    section = comparisons_section(
+        {"ease_recent": short, "sasrec_short": short, "sasrec_short+memory": memory}
+    )
+    assert section is not None
+    assert set(section["claims"]) == {"sasrec_short+memory vs sasrec_short"}  # sasrec not run
+    claim = section["claims"]["sasrec_short+memory vs sasrec_short"]
+    assert (
+        claim["verdict"] == "beats" and claim["ci95"][0] <= claim["difference"] <= claim["ci95"][1]
+    )
