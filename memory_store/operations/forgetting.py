@@ -38,14 +38,16 @@ def decay_time(snapshot: UserSnapshot, now: float, params: LifecycleParams) -> f
 def expired_events(snapshot: UserSnapshot, now: float, params: LifecycleParams) -> list[str]:
     """Event ids outside retention: older than the TTL, or beyond the cap (oldest first).
 
-    An event is retained iff it is within the TTL *and* among the newest
-    ``max_events_per_user`` by (ts, event_id).
+    An event is retained iff it is among the newest ``max_events_per_user`` by
+    (ts, event_id) *and* either within the TTL or among the newest
+    ``min_events_per_user``.
     """
     newest_first = sorted(snapshot.events, key=lambda e: (e.ts, e.event_id), reverse=True)
     cutoff = now - params.event_ttl
     out: list[str] = []
     for rank, ev in enumerate(newest_first):
-        if ev.ts < cutoff or rank >= params.max_events_per_user:
+        too_old = ev.ts < cutoff and rank >= params.min_events_per_user
+        if too_old or rank >= params.max_events_per_user:
             out.append(ev.event_id)
     out.reverse()
     return out

@@ -44,6 +44,9 @@ class LifecycleParams:
     forget_threshold: float = 0.05
     # Events older than this (seconds) leave the event tier ...
     event_ttl: float = 365 * _DAY
+    # ... except each user's newest this many, whatever their age (what a sequential
+    # ranker reads: a user back after a year still has their history) ...
+    min_events_per_user: int = 200
     # ... and a user keeps at most this many events, newest first.
     max_events_per_user: int = 1000
     # Chunks the profile narrative is built from.
@@ -68,8 +71,8 @@ class LifecycleParams:
             raise ValueError("half_life and event_ttl must be positive")
         if self.decay_clock not in ("user", "global"):
             raise ValueError(f"decay_clock must be 'user' or 'global', got {self.decay_clock!r}")
-        if self.max_events_per_user < 0 or self.narrative_top_k < 0:
-            raise ValueError("max_events_per_user and narrative_top_k must be >= 0")
+        if min(self.min_events_per_user, self.max_events_per_user, self.narrative_top_k) < 0:
+            raise ValueError("min/max_events_per_user and narrative_top_k must be >= 0")
 
     def decayed(self, strength: float, elapsed: float) -> float:
         """Strength after ``elapsed`` seconds without evidence (never grows back in time)."""

@@ -6,9 +6,9 @@ forgetting of idle users, expiry against a "now" years later) is in it, and
 this check reports zero users by construction. It stays as a guard: a user
 counts as *forgotten* in a tiered variant when the memory's event tier (the
 reader's window) holds fewer events than retention keeps at the user's target
-time (the newest ``window`` of the training events within ``event_ttl`` of
-it); a non-zero count would mean the memory lost events before the target that
-retention should have kept. Every variant is reported again on the users no
+time (the newest ``window`` of the training events retention keeps then, see
+``events_kept_at_target``); a non-zero count would mean the memory lost events
+before the target that retention should have kept. Every variant is reported again on the users no
 tiered variant lost (the same users for all).
 
 Before point-in-time reads, every memory was read once after the whole replay:
@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from memory_store.operations import LifecycleParams
 from streams.eval.ranking import RankingMetrics, summarize
 from streams.eval.scorer import MemoryVectors
 from streams.eval.split import TimeSplit
@@ -45,10 +46,12 @@ class RetentionCheck:
     metrics: dict[str, RankingMetrics]
 
 
-def events_kept_at_target(split: TimeSplit, ttl_s: float, window: int) -> dict[str, int]:
-    """user -> events a read at the user's target time shows: min(window, training events
-    within the TTL of the target). Expiry before the target is the worker's retention doing
-    its job, which a ranker at that time sees too; only losing more than this counts."""
+def events_kept_at_target(split: TimeSplit, params: LifecycleParams, window: int) -> dict[str, int]:
+    """user -> events a read at the user's target time shows: min(window, the training events
+    retention keeps then: among the newest ``max_events_per_user``, and within the TTL of the
+    target or among the newest ``min_events_per_user``). Expiry before the target is the
+    worker's retention doing its job, which a ranker at that time sees too; only losing more
+    than this counts."""
     times: dict[str, list[float]] = {u: [] for u in split.targets}
     for row in split.train:
         kept = times.get(str(row["user_id"]))
@@ -57,7 +60,13 @@ def events_kept_at_target(split: TimeSplit, ttl_s: float, window: int) -> dict[s
     out: dict[str, int] = {}
     for user, ts in times.items():
         at = float(split.targets[user]["ts"])
-        out[user] = min(window, sum(1 for t in ts if at - ttl_s <= t <= at))
+        newest_first = sorted((t for t in ts if t <= at), reverse=True)
+        kept_n = sum(
+            1 for rank, t in enumerate(newest_first)
+            if rank < params.max_events_per_user
+            and (t >= at - params.event_ttl or rank < params.min_events_per_user)
+        )  # fmt: skip
+        out[user] = min(window, kept_n)
     return out
 
 
@@ -94,7 +103,7 @@ def retention_section(check: RetentionCheck, window: int) -> dict[str, Any]:
             "nothing done after the target is in it: zero users forgotten after the target by "
             "construction. Kept as a guard: a user counts when the reader's event window holds "
             f"fewer events than retention keeps at the user's target time (the newest {window} "
-            "training events within event_ttl of it); variants: every variant's metrics on the "
+            "training events retention keeps then); variants: every variant's metrics on the "
             "users no tiered variant lost this way (the same users for all)"
         ),
         "read": "as of each user's target time",

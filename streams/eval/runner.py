@@ -167,7 +167,7 @@ def run_eval(
     tiered_memories: dict[str, dict[str, MemoryVectors]] = {}
     batch_infer: dict[str, float] = {}
     kept_at_target = events_kept_at_target(
-        cut, LifecycleParams().event_ttl, READER_EVENTS
+        cut, LifecycleParams(), READER_EVENTS
     )  # what the worker's retention (default params) keeps at each user's target time
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip

@@ -40,8 +40,10 @@ from tests.store.test_tier_store import KINDS, catalogue, event
 _NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 PARTITIONS = 2
 EVERY_S = 600.0
-# Beliefs fade within the stream, so forgetting has work to do in the rounds.
-PARAMS = LifecycleParams(half_life=1_800.0, forget_threshold=0.2, event_ttl=7_200.0)
+# Beliefs fade and events expire within the stream, so forgetting has work to do in the rounds.
+PARAMS = LifecycleParams(
+    half_life=1_800.0, forget_threshold=0.2, event_ttl=7_200.0, min_events_per_user=5
+)
 
 
 def stream(raw: list[tuple[int, str, int]]) -> list[EventRecord]:

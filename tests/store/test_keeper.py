@@ -103,13 +103,15 @@ def test_maintain_refreshes_the_profile_only_when_its_sources_changed() -> None:
     assert snap.profile is not None and snap.profile.version == 1
     assert not profile_is_stale(snap, T0 + DAY, P)
     assert run_planned(snap, EVERYTHING, T0 + DAY, fake_embed).is_empty
-    # Years later every event expired; the beliefs of a user idle since then wait for them
-    # (the user's own clock), so the profile, built from the same chunks, stays.
+    # Years later the beliefs of a user idle since then wait for them (the user's own clock),
+    # their newest events are kept whatever their age, and the profile stays.
     idle = apply_delta(snap, run_planned(snap, EVERYTHING, T0 + 900 * DAY, fake_embed))
-    assert idle.chunks == snap.chunks and not idle.events
+    assert idle.chunks == snap.chunks and idle.events == snap.events
     assert idle.profile == snap.profile
-    # On everybody's clock every belief has decayed away, and the profile is rebuilt.
-    steps = [replace(s, params=replace(s.params, decay_clock="global")) for s in EVERYTHING]
+    # On everybody's clock, with no floor of kept events, every belief has decayed away,
+    # every event expired, and the profile is rebuilt.
+    steps = [replace(s, params=replace(s.params, decay_clock="global", min_events_per_user=0))
+             for s in EVERYTHING]  # fmt: skip
     gone = apply_delta(snap, run_planned(snap, steps, T0 + 900 * DAY, fake_embed))
     assert not gone.chunks and not gone.events
     assert gone.profile is not None and gone.profile.version == 2

@@ -30,8 +30,9 @@ from memory_store.tiers import Delta, UserSnapshot, apply_delta
 from tests.unit.fake_embedding import fake_embed
 
 P = LifecycleParams()
-# Everybody's clock: idleness alone forgets, so these storage tests see deletes round-trip.
-GLOBAL = replace(P, decay_clock="global")
+# Everybody's clock and no floor of kept events: idleness alone forgets chunks and expires
+# events, so these storage tests see deletes round-trip.
+GLOBAL = replace(P, decay_clock="global", min_events_per_user=0)
 T0 = 1_700_000_000.0
 DAY = 86_400.0
 GENRES = ["Comedy", "Drama", "Horror", "Sci-Fi"]

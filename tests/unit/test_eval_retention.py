@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from memory_store.operations import LifecycleParams
 from streams.eval.retention import (
     events_kept_at_target,
     forgotten_after_target,
@@ -38,8 +40,13 @@ def test_kept_events_are_the_window_of_those_within_the_ttl_of_the_target() -> N
     split = leave_last_out(sorted(rows, key=lambda r: r["ts"]))
     # a (target day 500): i0 (day 0) is outside 365 days of it, i1 and i2 inside;
     # b (day 405): i0, i1, i2; c (day 700): both its training events expired before it.
-    assert events_kept_at_target(split, 365 * DAY, 50) == {"a": 2, "b": 3, "c": 0}
-    assert events_kept_at_target(split, 365 * DAY, 2) == {"a": 2, "b": 2, "c": 0}
+    ttl_only = LifecycleParams(event_ttl=365 * DAY, min_events_per_user=0)
+    assert events_kept_at_target(split, ttl_only, 50) == {"a": 2, "b": 3, "c": 0}
+    assert events_kept_at_target(split, ttl_only, 2) == {"a": 2, "b": 2, "c": 0}
+    # Each user's newest event is kept whatever its age; so are all of them by default.
+    newest = replace(ttl_only, min_events_per_user=1)
+    assert events_kept_at_target(split, newest, 50) == {"a": 2, "b": 3, "c": 1}
+    assert events_kept_at_target(split, LifecycleParams(), 50) == {"a": 3, "b": 3, "c": 2}
 
 
 def test_a_memory_with_fewer_events_than_retention_keeps_was_forgotten_after_the_target() -> None:

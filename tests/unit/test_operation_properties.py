@@ -188,20 +188,26 @@ def test_consolidation_preserves_total_evidence_count(
 
 
 @FAST
-@given(chunk_sets(), event_lists(), st.floats(0.0, 200.0), st.integers(0, 10))
+@given(chunk_sets(), event_lists(), st.floats(0.0, 200.0), st.integers(0, 10), st.integers(0, 4))
 def test_forgetting_respects_threshold_and_retention(
-    chunks: tuple[PreferenceChunk, ...], events: list[Interaction], now: float, cap: int
+    chunks: tuple[PreferenceChunk, ...],
+    events: list[Interaction],
+    now: float,
+    cap: int,
+    floor: int,
 ) -> None:
     own = [e for e in events if (e.tenant, e.user_id) == OWNER]
     snap = UserSnapshot(*OWNER, chunks, events=tuple(own))
-    params = replace(P, half_life=30.0, event_ttl=25.0, max_events_per_user=cap)
+    params = replace(P, half_life=30.0, event_ttl=25.0, max_events_per_user=cap,
+                     min_events_per_user=floor)  # fmt: skip
     delta = forgetting(snap, now, params)
     for c in chunks:
         deleted = c.chunk_id in delta.deletes
         decayed = effective_strength(c, decay_time(snap, now, params), params)
         assert deleted == (decayed < params.forget_threshold)
     newest = sorted(own, key=lambda e: (e.ts, e.event_id), reverse=True)[:cap]
-    retained = {e.event_id for e in newest if e.ts >= now - params.event_ttl}
+    retained = {e.event_id for rank, e in enumerate(newest)
+                if e.ts >= now - params.event_ttl or rank < params.min_events_per_user}  # fmt: skip
     assert retained.isdisjoint(delta.forget_event_ids)
     assert set(delta.forget_event_ids) == {e.event_id for e in own} - retained
 

@@ -218,7 +218,9 @@ def test_forgetting_drops_faded_chunks_and_expired_events() -> None:
     # Four half-lives on, 0.5 would decay to ~0.03 < 0.05; but the user was idle, and on their
     # own clock nothing faded: only the events outside retention go.
     late = 1_000.0 + 4 * P.half_life
-    short_ttl = replace(P, event_ttl=P.half_life)
+    short_ttl = replace(P, event_ttl=P.half_life, min_events_per_user=0)
+    # By default a user's newest 200 events stay whatever their age.
+    assert forgetting(snap, late, P).forget_event_ids == ()
     idle = forgetting(snap, late, short_ttl)
     assert idle.deletes == () and idle.forget_event_ids == ("e0", "e1", "e2")
     # A user who kept interacting for those half-lives without confirming them forgets them.

@@ -14,7 +14,7 @@ from planner.summary import LastRun, OperationClock, op_facts, render_summary, s
 
 DAY = 86_400.0
 NOW = 1_000 * DAY
-P = LifecycleParams(max_events_per_user=3, event_ttl=100 * DAY)
+P = LifecycleParams(max_events_per_user=3, event_ttl=100 * DAY, min_events_per_user=0)
 
 
 def chunk(
