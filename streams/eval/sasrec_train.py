@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -151,15 +152,12 @@ def score_sequences(
     return out
 
 
-class _threads:
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
     """Run with ``n`` torch threads, then restore the caller's setting."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.before = torch.get_num_threads()
-
-    def __enter__(self) -> None:
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *_: object) -> None:
-        torch.set_num_threads(self.before)
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -34,6 +34,7 @@ from streams.eval.sasrec import MemoryBatch, SASRec, SASRecConfig
 from streams.eval.sasrec_cache import trained_sasrec
 from streams.eval.sasrec_train import score_sequences, training_windows
 from streams.eval.split import TimeSplit
+from streams.eval.variants import ScoreFn
 
 __all__ = [
     "MEMORY_CHUNKS",
@@ -53,7 +54,6 @@ _BEFORE = 1e-3
 
 Served = Mapping[str, Sequence[tuple[int, float]]]
 """user -> (item id 1-based, ts) oldest first: what the ranker reads at test time."""
-ScoreMatrixFn = Callable[[str], npt.NDArray[np.float64]]
 MemoryAt = Callable[[Sequence[tuple[str, float]]], list[MemoryTokens]]
 """(user, t) pairs -> each one's memory tokens as of t."""
 
@@ -69,7 +69,7 @@ class SasrecRun:
     # The memory reader's test scores with parts of its memory withheld (no retraining).
     ablated: Mapping[str, npt.NDArray[np.float32]] = field(default_factory=dict)
 
-    def score_fn(self, scores: npt.NDArray[np.float32] | None = None) -> ScoreMatrixFn:
+    def score_fn(self, scores: npt.NDArray[np.float32] | None = None) -> ScoreFn:
         """User -> scores, from ``scores`` (default: the test scores) in ``users`` order."""
         matrix = self.scores if scores is None else scores
         rows = {u: n for n, u in enumerate(self.users)}
