@@ -43,7 +43,7 @@ def build_entry(
             matrix[row] = unit_vector(chunk.embedding, dim, f"chunk {chunk.chunk_id}")
         except ValueError as exc:  # a chunk embedded by another model never matches
             log.warning("unusable chunk embedding: %s", exc)
-    newest = sorted(snap.events, key=lambda e: (e.ts, e.event_id), reverse=True)
+    newest = snap.events[::-1]  # a snapshot keeps its events oldest first, in stream order
     return Entry(
         version=version,
         chunks=snap.chunks,

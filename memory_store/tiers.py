@@ -198,8 +198,10 @@ class Profile:
 class UserSnapshot:
     """Everything the operations may read about one user, and nothing about anyone else.
 
-    ``chunks`` is a tuple kept sorted by chunk_id and ``events`` sorted by
-    (ts, event_id), so equal memories compare equal whatever order built them.
+    ``chunks`` is a tuple kept sorted by chunk_id, so equal memories compare equal
+    whatever order built them; ``events`` is sorted by ts, and events of the same
+    second keep the order given: the store gives them in stream order, which is the
+    order the user acted in (an id says nothing about it).
     """
 
     tenant: str
@@ -212,7 +214,7 @@ class UserSnapshot:
         chunks = tuple(sorted(self.chunks, key=lambda c: c.chunk_id))
         if len({c.chunk_id for c in chunks}) != len(chunks):
             raise ValueError("duplicate chunk_id in snapshot")
-        events = tuple(sorted(self.events, key=lambda e: (e.ts, e.event_id)))
+        events = tuple(sorted(self.events, key=lambda e: e.ts))
         if len({e.event_id for e in events}) != len(events):
             raise ValueError("duplicate event_id in snapshot")
         owners = [(c.tenant, c.user_id) for c in chunks]

@@ -7,7 +7,7 @@ deduplicates against rows already stored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -15,7 +15,7 @@ from pydantic_core import to_json
 
 from memory_store.store import EventRecord
 
-__all__ = ["EVENT_KEY", "EVENT_SCHEMA", "event_key", "events_to_table"]
+__all__ = ["EVENT_KEY", "EVENT_SCHEMA", "event_key", "events_to_table", "time_then_stream_order"]
 
 # LanceDB's primary key is one column, and an event id is unique only within its tenant.
 EVENT_KEY = "event_key"
@@ -42,6 +42,15 @@ EVENT_SCHEMA = pa.schema(
 def event_key(tenant: str, event_id: str) -> str:
     """The stored key of an event: tenant and id, joined by a unit separator."""
     return f"{tenant}\x1f{event_id}"
+
+
+def time_then_stream_order(row: Mapping[str, Any]) -> tuple[float, bool, int, int, str]:
+    """Sort key of a user's event rows: by event time, and within one second in the
+    order the user acted, which is their stream order (one user's events share a
+    partition); events stored without a source position follow, by id. Ordering ties
+    by id instead reorders real sequences (on MovieLens the id holds the title)."""
+    offset = int(row["source_offset"])
+    return (row["ts"], offset < 0, int(row["source_partition"]), offset, row["event_id"])
 
 
 def events_to_table(records: Sequence[EventRecord], ingested_at: float) -> pa.Table:

@@ -27,6 +27,7 @@ from memory_store.lance.event_rows import (
     EVENT_SCHEMA,
     event_key,
     events_to_table,
+    time_then_stream_order,
 )
 from memory_store.lance.history import LanceHistory, StateWrite
 from memory_store.lance.tier_rows import interaction_from_row
@@ -81,7 +82,7 @@ class LanceMemoryStore:
     def _user_events(self, tenant: str, user_id: str) -> tuple[int, list[dict[str, Any]]]:
         """A user's event count and rows, newest first."""
         rows = all_rows(self._events, user_filter(tenant, user_id))
-        rows.sort(key=lambda r: (r["ts"], r["event_id"]), reverse=True)
+        rows.sort(key=time_then_stream_order, reverse=True)
         return len(rows), rows
 
     def read_user(self, tenant: str, user_id: str, limit: int = 20) -> UserMemory:
@@ -108,7 +109,7 @@ class LanceMemoryStore:
         events = self._event_rows(wanted) if event_limit > 0 else {}
         snapshots: dict[UserKey, UserSnapshot] = {}
         for key in wanted:
-            newest = sorted(events.get(key, ()), key=lambda r: (r["ts"], r["event_id"]))
+            newest = sorted(events.get(key, ()), key=time_then_stream_order)
             snapshots[key] = UserSnapshot(
                 key[0],
                 key[1],
@@ -193,7 +194,7 @@ class LanceMemoryStore:
                 r for r in events.get(key, ())
                 if r["ts"] <= t and r.get("expired_at", float("inf")) > t
             ]  # fmt: skip
-            held.sort(key=lambda r: (r["ts"], r["event_id"]))
+            held.sort(key=time_then_stream_order)
             newest = held[max(0, len(held) - event_limit) :]
             out.append(
                 UserSnapshot(

@@ -38,11 +38,11 @@ def decay_time(snapshot: UserSnapshot, now: float, params: LifecycleParams) -> f
 def expired_events(snapshot: UserSnapshot, now: float, params: LifecycleParams) -> list[str]:
     """Event ids outside retention: older than the TTL, or beyond the cap (oldest first).
 
-    An event is retained iff it is among the newest ``max_events_per_user`` by
-    (ts, event_id) *and* either within the TTL or among the newest
+    An event is retained iff it is among the newest ``max_events_per_user`` (in the
+    snapshot's order: time, then stream order) *and* either within the TTL or among the newest
     ``min_events_per_user``.
     """
-    newest_first = sorted(snapshot.events, key=lambda e: (e.ts, e.event_id), reverse=True)
+    newest_first = snapshot.events[::-1]
     cutoff = now - params.event_ttl
     out: list[str] = []
     for rank, ev in enumerate(newest_first):

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memory_store.lance.store import open_store
+from memory_store.reader import MemoryReader
 from memory_store.store import ALL_EVENTS, EventRecord, UserDelta, UserKey
 from memory_store.tiers import Delta, UserSnapshot
 from planner.policies import FixedIntervalPolicy, Policy, RulesPolicy
@@ -24,6 +25,7 @@ from tests.store.test_event_rounds import _NO_SHRINK, PARTITIONS, Writer
 from tests.store.test_keeper_stream import OLD
 from tests.store.test_reader import NOW, chunk
 from tests.store.test_tier_store import KINDS, event
+from tests.unit.fake_embedding import fake_embed
 
 # Bursts of five events in one second, seven minutes apart: the stream outlives the event TTL
 # (two hours), so rounds expire events and forget chunks while it runs.
@@ -122,3 +124,27 @@ def test_as_of_reads_never_cross_tenants(tmp_path: Path) -> None:
     (nobody,) = store.read_snapshots_as_of([(("initech", "u1"), NOW)])
     assert {c.tenant for c in acme.chunks} == {"acme"} and len(acme.chunks) == 1
     assert nobody.chunks == () and nobody.profile is None
+
+
+def test_events_of_one_second_are_read_in_the_order_the_user_acted(tmp_path: Path) -> None:
+    """Within one timestamp the stream's order is the user's order; ids say nothing about it
+    (on MovieLens they hold the title), so every read orders ties by offset, not by id."""
+    store = open_store(str(tmp_path))
+    # Ids run z..a while the stream (offsets) runs a..z: the two orders disagree.
+    ids = [f"e-{chr(ord('z') - n)}" for n in range(6)]
+    records = [
+        EventRecord(event(n, "acme", "u1", "view", n, OLD).model_copy(update={"event_id": eid}),
+                    0, 10 + n)
+        for n, eid in enumerate(ids)
+    ]  # fmt: skip
+    store.write_events(list(reversed(records)))  # the order of the write does not matter
+    key: UserKey = ("acme", "u1")
+    live = store.read_snapshots([key])[key]
+    (as_of,) = store.read_snapshots_as_of([(key, OLD)])
+    assert [e.event_id for e in live.events] == ids
+    assert [e.event_id for e in as_of.events] == ids
+    assert [r["event_id"] for r in store.read_user("acme", "u1").recent_events] == ids[::-1]
+    (last_two,) = store.read_snapshots_as_of([(key, OLD)], event_limit=2)
+    assert [e.event_id for e in last_two.events] == ids[-2:]
+    view = MemoryReader(store, None, fake_embed, clock=lambda: OLD).get_user_memory("acme", "u1")
+    assert [e.event_id for e in view.events] == ids[::-1]

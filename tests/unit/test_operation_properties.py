@@ -205,7 +205,8 @@ def test_forgetting_respects_threshold_and_retention(
         deleted = c.chunk_id in delta.deletes
         decayed = effective_strength(c, decay_time(snap, now, params), params)
         assert deleted == (decayed < params.forget_threshold)
-    newest = sorted(own, key=lambda e: (e.ts, e.event_id), reverse=True)[:cap]
+    # time, then the order given (the stream's): the newest are the last given
+    newest = sorted(own, key=lambda e: e.ts)[::-1][:cap]
     retained = {e.event_id for rank, e in enumerate(newest)
                 if e.ts >= now - params.event_ttl or rank < params.min_events_per_user}  # fmt: skip
     assert retained.isdisjoint(delta.forget_event_ids)
