@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from memory_store.rating_norm import is_norm
 from memory_store.reader_views import EventView, Vector, check_owners, unit_vector
 from memory_store.store import UserKey
 from memory_store.tiers import PreferenceChunk, Profile, UserSnapshot
@@ -28,6 +29,8 @@ class Entry:
     matrix: Vector
     strength: npt.NDArray[np.float64]
     last_seen: npt.NDArray[np.float64]
+    # False for chunks that do not decay (the rating norm).
+    decays: npt.NDArray[np.bool_]
     # The user's own newest event time: "now" when decaying in event time.
     event_now: float
 
@@ -52,6 +55,7 @@ def build_entry(
         matrix=matrix,
         strength=np.array([c.strength for c in snap.chunks], dtype=np.float64),
         last_seen=np.array([c.last_seen for c in snap.chunks], dtype=np.float64),
+        decays=np.array([not is_norm(c) for c in snap.chunks], dtype=np.bool_),
         event_now=max(
             [e.ts for e in snap.events] + [c.last_seen for c in snap.chunks], default=0.0
         ),

@@ -282,7 +282,7 @@ class MemoryReader:
             now = min(now, entry.event_now)
         elapsed = now - entry.last_seen
         factor = np.power(0.5, np.maximum(elapsed, 0.0) / self._params.half_life)
-        return np.asarray(entry.strength * factor, dtype=np.float64)
+        return np.asarray(entry.strength * np.where(entry.decays, factor, 1.0), dtype=np.float64)
 
     def _dimension(self) -> int:
         if self._dim is None:

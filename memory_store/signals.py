@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from memory_store.events import EventType, Interaction, Item
+from memory_store.rating_norm import Rated, RatingNorm
 from memory_store.tiers import Polarity, UserSnapshot
 
 __all__ = [
+    "Evidence",
     "FacetEvidence",
     "cached_facets",
     "evidence_until_hold",
@@ -46,18 +48,20 @@ _GENRE_ATTRS = ("genres", "genre")
 _YEAR_ATTRS = ("year", "release_year")
 _EMPTY = {"", "unknown", "(no genres listed)", "n/a", "na", "none", "null", "other"}
 _MAX_KEY = 64
+NEW_USER = RatingNorm()
 
 
-def evidence_weight(event: Interaction) -> float:
+def evidence_weight(event: Interaction, norm: RatingNorm = NEW_USER) -> float:
     """Signed strength of one interaction as evidence, in [-1, 1].
 
-    Ratings assume a 1-5 scale centred on 3: (value - 3) / 2, clamped, so
-    5 -> 1, 4 -> 0.5, 3 -> 0 (no evidence), 2 -> -0.5, 1 -> -1.
+    A rating is read against the user's ``norm`` (their own mean, shrunk to 3 on a
+    1-5 scale): (value - baseline) / 2, clamped. For a new user that is 5 -> 1,
+    4 -> 0.5, 3 -> 0 (no evidence), 2 -> -0.5, 1 -> -1.
     """
     if event.type is EventType.RATE:
         if event.value is None:
             return 0.0
-        return max(-1.0, min(1.0, (event.value - 3.0) / 2.0))
+        return norm.weight(event.value)
     return _TYPE_WEIGHT.get(event.type, 0.0)
 
 
@@ -154,6 +158,7 @@ def facet_evidence(
     items: Mapping[str, Item],
     min_weight: float,
     positions: Sequence[int] | None = None,
+    norm: RatingNorm = NEW_USER,
 ) -> list[FacetEvidence]:
     """This user's non-neutral evidence in stream order (the order given, or ``positions``).
 
@@ -162,7 +167,18 @@ def facet_evidence(
     other users and items of other tenants are skipped, so an operation given a
     mixed batch can only ever learn about its own user.
     """
-    return evidence_until_hold(tenant, user_id, events, items, min_weight, positions, False)[0]
+    return evidence_until_hold(
+        tenant, user_id, events, items, min_weight, positions, False, norm
+    ).steps
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A fold's evidence up to its hold, where it held, and the ratings that joined the norm."""
+
+    steps: list[FacetEvidence]
+    held_at: int | None
+    rated: list[Rated]
 
 
 def evidence_until_hold(
@@ -173,12 +189,16 @@ def evidence_until_hold(
     min_weight: float,
     positions: Sequence[int] | None = None,
     hold: bool = True,
-) -> tuple[list[FacetEvidence], int | None]:
+    norm: RatingNorm = NEW_USER,
+) -> Evidence:
     """``facet_evidence`` up to the first weighty event whose item is unknown, and its position.
 
     With ``hold`` False such events are skipped instead (and the position is None).
+    Each rating is weighed against ``norm`` as it stood before it, then joins it.
+    Events at or before the norm's ``through`` were folded already and are skipped.
     """
     out: list[FacetEvidence] = []
+    rated: list[Rated] = []
     seen: set[str] = set()
     evs = list(events)
     places = range(len(evs)) if positions is None else positions
@@ -188,17 +208,23 @@ def evidence_until_hold(
         if (ev.tenant, ev.user_id) != (tenant, user_id) or ev.event_id in seen:
             continue
         seen.add(ev.event_id)
-        weight = evidence_weight(ev)
-        if abs(weight) < min_weight:
-            continue
-        item = items.get(ev.item_id)
-        if item is None or item.tenant != tenant:
+        if norm.counted(position):
+            continue  # folded already (the norm moves with the fold), and its weight then
+            # was against a norm that had not yet counted it: a replay must not re-weigh it
+        weight = evidence_weight(ev, norm)
+        item = items.get(ev.item_id) if abs(weight) >= min_weight else None
+        if abs(weight) >= min_weight and (item is None or item.tenant != tenant):
             if hold:
-                return out, position
+                return Evidence(out, position, rated)
+            item = None
+        if ev.type is EventType.RATE and ev.value is not None:
+            norm = norm.add(ev.value, position)
+            rated.append(Rated(norm, ev.event_id, ev.ts))
+        if item is None:
             continue
         for facet, key, topic in cached_facets(item):
             out.append(FacetEvidence(ev.event_id, ev.ts, weight, facet, key, topic, position))
-    return out, None
+    return Evidence(out, None, rated)
 
 
 def stream_evidence(
@@ -208,5 +234,7 @@ def stream_evidence(
     min_weight: float,
     positions: Sequence[int] | None = None,
 ) -> list[FacetEvidence]:
-    """``facet_evidence`` of the snapshot's user (without positions: 0, 1, ... as given)."""
-    return facet_evidence(snapshot.tenant, snapshot.user_id, events, items, min_weight, positions)
+    """``facet_evidence`` of the snapshot's user (without positions: 0, 1, ... as given),
+    ratings read against the user's stored norm."""
+    return facet_evidence(snapshot.tenant, snapshot.user_id, events, items, min_weight,
+                          positions, RatingNorm.of(snapshot))  # fmt: skip

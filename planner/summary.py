@@ -15,6 +15,7 @@ import numpy as np
 
 from memory_store.operations import LifecycleParams, cosine, expired_events, top_chunks
 from memory_store.operations.forgetting import decay_time, effective_strength
+from memory_store.rating_norm import is_norm
 from memory_store.tiers import Operation, PreferenceChunk, UserSnapshot
 
 __all__ = [
@@ -160,7 +161,7 @@ def summarize(
 ) -> UserSummary:
     """The summary of ``snapshot`` at ``now``; pure. Weak means below 2x the forget threshold."""
     weak_below = 2 * params.forget_threshold if weak_threshold is None else weak_threshold
-    chunks = snapshot.chunks
+    chunks = [c for c in snapshot.chunks if not is_norm(c)]  # the norm never decays
     decay_to = decay_time(snapshot, now, params)  # the user's own clock, by default
     strengths = np.array([effective_strength(c, decay_to, params) for c in chunks], np.float64)
     forget_times = [

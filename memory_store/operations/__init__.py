@@ -13,6 +13,7 @@ from memory_store.operations.forgetting import (
     expired_events,
     forgetting,
 )
+from memory_store.operations.norm_update import norm_update
 from memory_store.operations.params import LifecycleParams
 from memory_store.operations.reinforcement import reinforced, reinforcement
 from memory_store.operations.resynthesis import (
@@ -40,6 +41,7 @@ __all__ = [
     "extraction",
     "forgetting",
     "merge_chunks",
+    "norm_update",
     "reinforced",
     "reinforcement",
     "resynthesis",

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 from memory_store.events import Interaction, Item
 from memory_store.operations.extraction import Embedder, embed_all
+from memory_store.operations.norm_update import norm_delta
 from memory_store.operations.params import LifecycleParams
 from memory_store.operations.reinforcement import reinforced
 from memory_store.operations.weakening import weakened
+from memory_store.rating_norm import NORM_FACET, NORM_KEY, NORM_TOPIC, RatingNorm, norm_chunk
 from memory_store.signals import FacetEvidence, evidence_until_hold, statement
 from memory_store.tiers import (
     ChangeRecord,
@@ -109,13 +111,18 @@ def absorb_stream(
     strengths, evidence and versions, however they are cut into calls, and
     events already counted change nothing.
     """
-    steps, held_at = evidence_until_hold(
-        snapshot.tenant, snapshot.user_id, events, items, params.min_weight, positions
-    )
+    norm = norm_chunk(snapshot)
+    found = evidence_until_hold(
+        snapshot.tenant, snapshot.user_id, events, items, params.min_weight, positions,
+        norm=RatingNorm.of(snapshot),
+    )  # fmt: skip
+    steps, held_at = found.steps, found.held_at
     index = snapshot.key_index()
     original = snapshot.chunk_index()
     topics = list(dict.fromkeys((fe.facet, fe.key, fe.topic) for fe in steps
                                 if (fe.facet, fe.key) not in index))  # fmt: skip
+    if found.rated and norm is None:
+        topics.append((NORM_FACET, NORM_KEY, NORM_TOPIC))
     vectors = dict(
         zip(((f, k) for f, k, _ in topics), embed_all(embed, [t for _, _, t in topics]),
             strict=True)
@@ -139,5 +146,11 @@ def absorb_stream(
             after, op = weakened(chunk, fe, params)[0], Operation.WEAKENING
         work[cid] = after
         log.add(op, chunk, after, fe.event_id)
-    delta = Delta(upserts=tuple(work.values()), changes=tuple(log.records(snapshot, plan_id)))
+    records = log.records(snapshot, plan_id)
+    if found.rated:
+        vector = norm.embedding if norm is not None else vectors[(NORM_FACET, NORM_KEY)]
+        moved = norm_delta(snapshot, found.rated, vector, plan_id)
+        work.update((c.chunk_id, c) for c in moved.upserts)
+        records += moved.changes
+    delta = Delta(upserts=tuple(work.values()), changes=tuple(records))
     return Absorbed(delta, held_at)

@@ -16,13 +16,18 @@ changes nothing.
 from __future__ import annotations
 
 from memory_store.operations.params import LifecycleParams
+from memory_store.rating_norm import is_norm
 from memory_store.tiers import ChangeRecord, Delta, Operation, PreferenceChunk, UserSnapshot
 
 __all__ = ["decay_time", "effective_strength", "expired_events", "forgetting"]
 
 
 def effective_strength(chunk: PreferenceChunk, now: float, params: LifecycleParams) -> float:
-    """The chunk's strength decayed from its last evidence to ``now`` (see ``decay_time``)."""
+    """The chunk's strength decayed from its last evidence to ``now`` (see ``decay_time``).
+
+    The rating norm is a fact about the user, not a belief: it does not decay."""
+    if is_norm(chunk):
+        return chunk.strength
     return params.decayed(chunk.strength, now - chunk.last_seen)
 
 
@@ -62,7 +67,7 @@ def forgetting(
     clock = decay_time(snapshot, now, params)
     for chunk in snapshot.chunks:
         decayed = effective_strength(chunk, clock, params)
-        if decayed >= params.forget_threshold:
+        if decayed >= params.forget_threshold or is_norm(chunk):
             continue
         deletes.append(chunk.chunk_id)
         idle_days = max(0.0, clock - chunk.last_seen) / 86_400.0

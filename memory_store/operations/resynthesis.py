@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from memory_store.operations.extraction import Embedder, embed_all
 from memory_store.operations.forgetting import decay_time, effective_strength
 from memory_store.operations.params import LifecycleParams
+from memory_store.rating_norm import is_norm
 from memory_store.tiers import (
     Delta,
     Operation,
@@ -31,10 +32,12 @@ NEUTRAL_NARRATIVE = "No stable preferences are known yet."
 def top_chunks(
     snapshot: UserSnapshot, now: float, params: LifecycleParams
 ) -> list[PreferenceChunk]:
-    """The ``narrative_top_k`` chunks by strength decayed to ``now`` (ties: chunk id)."""
+    """The ``narrative_top_k`` beliefs by strength decayed to ``now`` (ties: chunk id); the
+    rating norm is not a taste and stays out of the narrative."""
     clock = decay_time(snapshot, now, params)
     ranked = sorted(
-        snapshot.chunks, key=lambda c: (-effective_strength(c, clock, params), c.chunk_id)
+        (c for c in snapshot.chunks if not is_norm(c)),
+        key=lambda c: (-effective_strength(c, clock, params), c.chunk_id),
     )
     return ranked[: params.narrative_top_k]
 

@@ -26,6 +26,7 @@ from memory_store.events import Interaction
 from memory_store.lance.catalogue import open_catalogue
 from memory_store.lance.store import open_store
 from memory_store.operations.extraction import Embedder
+from memory_store.rating_norm import NORM_FACET
 from memory_store.reader import MemoryReader
 from memory_store.reader_views import EventView
 from memory_store.signals import evidence_weight
@@ -86,30 +87,32 @@ def read_tiered_memory(
         views = reader.get_user_memories_as_of(tenant, reads, k=_ALL_CHUNKS)
         for user, snap, view in zip(part, snapshots, views, strict=True):
             vectors = {c.chunk_id: c.embedding for c in snap.chunks}
-            missing = [c.chunk_id for c in view.chunks if c.chunk_id not in vectors]
+            # The rating norm describes the user's scale, not items: no content term.
+            beliefs = [c for c in view.chunks if c.facet != NORM_FACET]
+            missing = [c.chunk_id for c in beliefs if c.chunk_id not in vectors]
             if missing:
                 raise RuntimeError(f"memory of {user} changed between two reads: {missing[:3]}")
-            signs = [1.0 if c.polarity == "like" else -1.0 for c in view.chunks]
+            signs = [1.0 if c.polarity == "like" else -1.0 for c in beliefs]
             profile = None
             if view.profile is not None and snap.profile is not None:
                 profile = unit_rows(snap.profile.embedding)[0]
                 with_profile += 1
             evidence = tuple(_evidence(tenant, user, e) for e in view.events)
             events += len(evidence)
-            if view.chunks:
+            if beliefs:
                 memory = MemoryVectors(
-                    unit_rows([vectors[c.chunk_id] for c in view.chunks]),
-                    np.array([s * c.strength for s, c in zip(signs, view.chunks, strict=True)]),
+                    unit_rows([vectors[c.chunk_id] for c in beliefs]),
+                    np.array([s * c.strength for s, c in zip(signs, beliefs, strict=True)]),
                     profile,
                     evidence,
-                    tuple(c.facet for c in view.chunks),
+                    tuple(c.facet for c in beliefs),
                 )
             else:
                 memory = MemoryVectors(
                     np.zeros((0, dim), np.float32), np.zeros(0), profile, evidence
                 )
                 empty += 1
-            chunks += len(view.chunks)
+            chunks += len(beliefs)
             dislikes += sum(s < 0 for s in signs)
             out[user] = memory
     return out, MemoryStats(len(users), empty, with_profile, chunks, dislikes, events)

@@ -20,7 +20,8 @@ from memory_store.lifecycle import (
     profile_is_stale,
     run_planned,
 )
-from memory_store.operations import extraction, reinforcement, weakening
+from memory_store.operations import extraction, norm_update, reinforcement, weakening
+from memory_store.rating_norm import NORM_FACET
 from memory_store.store import EventRecord
 from memory_store.tiers import Delta, Operation, UserSnapshot, apply_delta
 from tests.store.test_tier_store import DAY, KINDS, T0, P, catalogue, event, some_events
@@ -55,7 +56,7 @@ def snapshot(k: MemoryKeeper, tenant: str, user: str) -> UserSnapshot:
     return k.store.read_snapshots([(tenant, user)])[(tenant, user)]
 
 
-def test_absorb_is_the_three_online_operations_one_event_at_a_time() -> None:
+def test_absorb_is_the_three_online_operations_then_the_norm_one_event_at_a_time() -> None:
     items = catalogue("acme")
     events = some_events("acme", "u1", 0, 30, T0)
     snap = UserSnapshot("acme", "u1")
@@ -66,6 +67,7 @@ def test_absorb_is_the_three_online_operations_one_event_at_a_time() -> None:
         )
         expected = apply_delta(expected, reinforcement(expected, [one], items, P, positions=[n]))
         expected = apply_delta(expected, weakening(expected, [one], items, P, positions=[n]))
+        expected = apply_delta(expected, norm_update(expected, [one], items, fake_embed, None, [n]))
     after = apply_delta(snap, absorb(snap, events, items, P, fake_embed))
     assert after.chunks == expected.chunks and after.chunks
 
@@ -109,11 +111,12 @@ def test_maintain_refreshes_the_profile_only_when_its_sources_changed() -> None:
     assert idle.chunks == snap.chunks and idle.events == snap.events
     assert idle.profile == snap.profile
     # On everybody's clock, with no floor of kept events, every belief has decayed away,
-    # every event expired, and the profile is rebuilt.
+    # every event expired, and the profile is rebuilt; only the user's rating norm (a fact
+    # about their scale, not a belief) is kept.
     steps = [replace(s, params=replace(s.params, decay_clock="global", min_events_per_user=0))
              for s in EVERYTHING]  # fmt: skip
     gone = apply_delta(snap, run_planned(snap, steps, T0 + 900 * DAY, fake_embed))
-    assert not gone.chunks and not gone.events
+    assert [c.facet for c in gone.chunks] == [NORM_FACET] and not gone.events
     assert gone.profile is not None and gone.profile.version == 2
 
 

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from memory_store.compare import change_effects, diff_snapshots
 from memory_store.events import Interaction, Item
 from memory_store.operations import LifecycleParams, absorb_stream
+from memory_store.rating_norm import is_norm
 from memory_store.signals import facet_evidence
-from memory_store.tiers import ChangeRecord, Polarity, UserSnapshot, apply_delta
+from memory_store.tiers import ChangeRecord, Polarity, PreferenceChunk, UserSnapshot, apply_delta
 from tests.unit.fake_embedding import fake_embed
 
 P = LifecycleParams()
@@ -68,6 +69,11 @@ class Run:
         self.known[new.item_id] = new
         if self.held is not None:
             self.fold(sorted((p, e) for p, e in self.tier.items() if p >= self.held))
+
+
+def beliefs(snap: UserSnapshot) -> list[PreferenceChunk]:
+    """The snapshot's beliefs, without the rating norm."""
+    return [c for c in snap.chunks if not is_norm(c)]
 
 
 @st.composite
@@ -136,7 +142,7 @@ def test_every_event_with_a_known_item_is_counted_once(
     everything = [e for e in events if e.item_id in known]  # the unknown item never arrives
     run = reference(everything, items)
     evidence = facet_evidence("acme", "u1", everything, known, P.min_weight)
-    assert sum(c.evidence_count for c in run.snap.chunks) == len(evidence)
+    assert sum(c.evidence_count for c in beliefs(run.snap)) == len(evidence)
     assert run.held is None
 
 
@@ -149,7 +155,7 @@ def test_order_inside_a_batch_is_kept() -> None:
         run = Run(known=comedy)
         for start in range(0, 6, size):
             run.deliver([(n, events[n]) for n in range(start, min(6, start + size))])
-        (chunk,) = run.snap.chunks
+        (chunk,) = beliefs(run.snap)
         results.append((chunk.polarity, chunk.strength, chunk.evidence_count))
     assert len(set(results)) == 1
     assert results[0][2] == 6
@@ -161,7 +167,7 @@ def test_a_fold_waits_for_an_unknown_item_and_resumes_in_order() -> None:
     run = Run(known={"i0": catalogue["i0"]})
     run.deliver(list(enumerate(events)))
     assert run.held == 1  # e1's item is unknown: e2 waits behind it
-    (chunk,) = run.snap.chunks
+    (chunk,) = beliefs(run.snap)
     assert chunk.evidence == ("e0",) and chunk.polarity is Polarity.LIKE
     run.arrive(catalogue["i1"])
     assert run.held is None
@@ -171,4 +177,4 @@ def test_a_fold_waits_for_an_unknown_item_and_resumes_in_order() -> None:
 def test_a_neutral_event_with_an_unknown_item_does_not_hold() -> None:
     run = Run(known={"i0": item(0, ["Drama"])})
     run.deliver([(0, rating(0, "nope", 3, 1.0)), (1, rating(1, "i0", 5, 2.0))])
-    assert run.held is None and len(run.snap.chunks) == 1
+    assert run.held is None and len(beliefs(run.snap)) == 1
