@@ -58,6 +58,10 @@ class MemoryStats:
     chunks: int
     dislike_chunks: int
     evidence_events: int = 0
+    # How the beliefs' strengths (decayed, as read) spread: saturated beliefs cannot be ordered.
+    strength_median: float = 0.0
+    share_at_least_0_9: float = 0.0
+    share_at_least_0_99: float = 0.0
 
 
 def read_tiered_memory(
@@ -80,6 +84,7 @@ def read_tiered_memory(
     )
     out: dict[str, MemoryVectors] = {}
     empty = with_profile = chunks = dislikes = events = 0
+    strengths: list[float] = []
     for start in range(0, len(users), _SLICE):
         part = list(users[start : start + _SLICE])
         reads = [(u, as_of[u]) for u in part]
@@ -113,9 +118,15 @@ def read_tiered_memory(
                 )
                 empty += 1
             chunks += len(beliefs)
+            strengths.extend(c.strength for c in beliefs)
             dislikes += sum(s < 0 for s in signs)
             out[user] = memory
-    return out, MemoryStats(len(users), empty, with_profile, chunks, dislikes, events)
+    spread = np.asarray(strengths) if strengths else np.zeros(1)
+    return out, MemoryStats(
+        len(users), empty, with_profile, chunks, dislikes, events,
+        round(float(np.median(spread)), 4), round(float((spread >= 0.9).mean()), 4),
+        round(float((spread >= 0.99).mean()), 4),
+    )  # fmt: skip
 
 
 def _evidence(tenant: str, user: str, event: EventView) -> tuple[str, float]:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from memory_store.lance.store import open_store
+from memory_store.rating_norm import NORM_FACET
 from memory_store.store import EventRecord, UserDelta
-from memory_store.tiers import Delta, Polarity, Profile
+from memory_store.tiers import Delta, Polarity, Profile, chunk_id_for
 from streams.eval.memory_read import (
     memory_after_replay,
     read_event_sequences,
     read_memory_tokens,
+    read_tiered_memory,
 )
 from tests.store.test_reader import NOW, chunk, interaction
 from tests.unit.fake_embedding import fake_embed
@@ -76,3 +79,17 @@ def test_memory_after_replay_counts_what_each_user_holds_now(tmp_path: Path) -> 
     store.write_events([EventRecord(interaction(20, "acme", "u3", NOW))])
     counts = memory_after_replay(uri, "acme", ["u1", "u2", "u3"])
     assert counts == {"users": 3, "with_beliefs": 1, "with_profile": 1, "with_events": 2}
+
+
+def test_the_scorer_reads_beliefs_without_the_rating_norm_and_reports_their_spread(
+    tmp_path: Path,
+) -> None:
+    uri = _store(tmp_path)
+    genre = chunk("acme", "u1", "mean", 1.0, last_seen=NOW)
+    norm = replace(genre, facet=NORM_FACET, chunk_id=chunk_id_for("acme", "u1", NORM_FACET, "mean"))
+    open_store(uri).write_deltas([UserDelta("acme", "u1", Delta(upserts=(norm,)), as_of=NOW)])
+    memories, stats = read_tiered_memory(uri, "acme", ["u1"], fake_embed, DIM, {"u1": NOW + 50})
+    assert memories["u1"].facets == ("genre", "genre")
+    assert stats.chunks == 2 and stats.dislike_chunks == 1
+    assert 0.4 <= stats.strength_median <= 0.6  # (0.4 + 0.8) / 2 at most, decayed a little
+    assert stats.share_at_least_0_9 == 0.0 and stats.share_at_least_0_99 == 0.0
