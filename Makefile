@@ -36,4 +36,4 @@ eval: $(STAMP)
 	$(BIN)/beliefstream eval --dataset ml-1m --json eval-results/ml-1m/eval.json
 
 clean:
-	rm -rf $(VENV) data bench-results eval-results
+	rm -rf $(VENV) data bench-results  # eval-results/ holds the JSON the README cites: kept
