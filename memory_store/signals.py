@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from memory_store.engagement import ENGAGEMENT_FACET, engagement_key
 from memory_store.events import EventType, Interaction, Item
 from memory_store.rating_norm import Rated, RatingNorm
 from memory_store.tiers import Polarity, UserSnapshot
@@ -21,6 +22,7 @@ __all__ = [
     "Evidence",
     "FacetEvidence",
     "cached_facets",
+    "engages",
     "evidence_until_hold",
     "evidence_weight",
     "facet_evidence",
@@ -63,6 +65,12 @@ def evidence_weight(event: Interaction, norm: RatingNorm = NEW_USER) -> float:
             return 0.0
         return norm.weight(event.value)
     return _TYPE_WEIGHT.get(event.type, 0.0)
+
+
+def engages(event: Interaction) -> bool:
+    """Whether the event shows the user chose the item (a rating, a view, a like, a
+    purchase...), whatever they made of it; a skip or a dislike does not."""
+    return event.type is EventType.RATE or _TYPE_WEIGHT.get(event.type, 0.0) > 0.0
 
 
 def _genre_values(raw: Any) -> list[str]:
@@ -191,7 +199,12 @@ def evidence_until_hold(
     hold: bool = True,
     norm: RatingNorm = NEW_USER,
 ) -> Evidence:
-    """``facet_evidence`` up to the first weighty event whose item is unknown, and its position.
+    """``facet_evidence`` up to the first event that teaches something (weighty, or engaging)
+    whose item is unknown, and its position.
+
+    Each event is evidence about each of its item's topics: satisfaction (its weight, when
+    at least ``min_weight``) and engagement (weight 1, facet ``engagement``, when it
+    ``engages``).
 
     With ``hold`` False such events are skipped instead (and the position is None).
     Each rating is weighed against ``norm`` as it stood before it, then joins it.
@@ -212,8 +225,9 @@ def evidence_until_hold(
             continue  # folded already (the norm moves with the fold), and its weight then
             # was against a norm that had not yet counted it: a replay must not re-weigh it
         weight = evidence_weight(ev, norm)
-        item = items.get(ev.item_id) if abs(weight) >= min_weight else None
-        if abs(weight) >= min_weight and (item is None or item.tenant != tenant):
+        weighty, engaged = abs(weight) >= min_weight, engages(ev)
+        item = items.get(ev.item_id) if weighty or engaged else None
+        if (weighty or engaged) and (item is None or item.tenant != tenant):
             if hold:
                 return Evidence(out, position, rated)
             item = None
@@ -223,7 +237,11 @@ def evidence_until_hold(
         if item is None:
             continue
         for facet, key, topic in cached_facets(item):
-            out.append(FacetEvidence(ev.event_id, ev.ts, weight, facet, key, topic, position))
+            if weighty:
+                out.append(FacetEvidence(ev.event_id, ev.ts, weight, facet, key, topic, position))
+            if engaged:
+                out.append(FacetEvidence(ev.event_id, ev.ts, 1.0, ENGAGEMENT_FACET,
+                                         engagement_key(facet, key), topic, position))  # fmt: skip
     return Evidence(out, None, rated)
 
 

@@ -19,20 +19,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from memory_store.events import Interaction, Item
-from memory_store.operations.extraction import Embedder, embed_all
+from memory_store.operations.extraction import Embedder, embed_all, seeded_chunk
 from memory_store.operations.norm_update import norm_delta
 from memory_store.operations.params import LifecycleParams
 from memory_store.operations.reinforcement import reinforced
 from memory_store.operations.weakening import weakened
 from memory_store.rating_norm import NORM_FACET, NORM_KEY, NORM_TOPIC, RatingNorm, norm_chunk
-from memory_store.signals import FacetEvidence, evidence_until_hold, statement
+from memory_store.signals import evidence_until_hold
 from memory_store.tiers import (
     ChangeRecord,
     Delta,
     Operation,
     PreferenceChunk,
     UserSnapshot,
-    chunk_id_for,
 )
 
 __all__ = ["Absorbed", "absorb_stream"]
@@ -44,18 +43,6 @@ class Absorbed:
 
     delta: Delta
     held_at: int | None = None
-
-
-def _created(snapshot: UserSnapshot, fe: FacetEvidence, vector: tuple[float, ...],
-             params: LifecycleParams) -> PreferenceChunk:  # fmt: skip
-    return PreferenceChunk(
-        chunk_id=chunk_id_for(snapshot.tenant, snapshot.user_id, fe.facet, fe.key),
-        tenant=snapshot.tenant, user_id=snapshot.user_id, facet=fe.facet, key=fe.key,
-        topic=fe.topic, text=statement(fe.polarity, fe.topic), embedding=vector,
-        polarity=fe.polarity, strength=min(1.0, abs(fe.weight) * params.initial_strength),
-        evidence=(fe.event_id,), evidence_ts=(fe.ts,), evidence_count=1,
-        first_seen=fe.ts, last_seen=fe.ts, version=1, through=fe.position,
-    )  # fmt: skip
 
 
 class _Log:
@@ -132,7 +119,7 @@ def absorb_stream(
     for fe in steps:
         cid = index.get((fe.facet, fe.key))
         if cid is None:
-            chunk = _created(snapshot, fe, vectors[(fe.facet, fe.key)], params)
+            chunk = seeded_chunk(snapshot, fe, vectors[(fe.facet, fe.key)], params)
             index[(fe.facet, fe.key)] = chunk.chunk_id
             work[chunk.chunk_id] = chunk
             log.add(Operation.EXTRACTION, None, chunk, fe.event_id)

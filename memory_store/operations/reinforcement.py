@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from memory_store.engagement import engaged_strength, is_engagement
 from memory_store.events import Interaction, Item
 from memory_store.operations.params import LifecycleParams
 from memory_store.signals import FacetEvidence, stream_evidence
@@ -22,9 +23,14 @@ __all__ = ["reinforced", "reinforcement"]
 def reinforced(
     chunk: PreferenceChunk, fe: FacetEvidence, params: LifecycleParams
 ) -> PreferenceChunk:
-    """The chunk after one agreeing event: decayed to the event's time, then s + r|w|(1 - s)."""
+    """The chunk after one agreeing event: decayed to the event's time, then s + r|w|(1 - s)
+    (an engagement belief: s + (1 - s) / (n + PRIOR), n its count of engaging events)."""
     s = params.decayed(chunk.strength, fe.ts - chunk.last_seen)
-    s = min(1.0, s + params.reinforcement_rate * abs(fe.weight) * (1.0 - s))
+    if is_engagement(chunk):
+        s = engaged_strength(s, chunk.evidence_count + 1)
+    else:
+        s = s + params.reinforcement_rate * abs(fe.weight) * (1.0 - s)
+    s = min(1.0, s)
     return chunk.add_evidence(fe.event_id, fe.ts, fe.position, strength=max(0.0, s))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from memory_store.engagement import is_engagement
 from memory_store.operations.extraction import Embedder, embed_all
 from memory_store.operations.forgetting import decay_time, effective_strength
 from memory_store.operations.params import LifecycleParams
@@ -32,14 +33,25 @@ NEUTRAL_NARRATIVE = "No stable preferences are known yet."
 def top_chunks(
     snapshot: UserSnapshot, now: float, params: LifecycleParams
 ) -> list[PreferenceChunk]:
-    """The ``narrative_top_k`` beliefs by strength decayed to ``now`` (ties: chunk id); the
-    rating norm is not a taste and stays out of the narrative."""
+    """The ``narrative_top_k`` beliefs by strength decayed to ``now`` (ties: chunk id), at
+    most half of them engagement, so what the user chooses never crowds out how they like
+    it; the rating norm is not a taste and stays out of the narrative."""
     clock = decay_time(snapshot, now, params)
     ranked = sorted(
         (c for c in snapshot.chunks if not is_norm(c)),
         key=lambda c: (-effective_strength(c, clock, params), c.chunk_id),
     )
-    return ranked[: params.narrative_top_k]
+    room = params.narrative_top_k // 2
+    chosen: list[PreferenceChunk] = []
+    for chunk in ranked:
+        if len(chosen) == params.narrative_top_k:
+            break
+        if is_engagement(chunk):
+            if room == 0:
+                continue
+            room -= 1
+        chosen.append(chunk)
+    return chosen
 
 
 def _join(words: Sequence[str]) -> str:
@@ -56,14 +68,19 @@ def _by_facet(chunks: Sequence[PreferenceChunk]) -> dict[str, list[str]]:
 
 
 def template_narrative(chunks: Sequence[PreferenceChunk]) -> str:
-    """E.g. "Enjoys Comedy and Drama, especially 1990s titles. Tends to dislike Horror."
+    """E.g. "Mostly chooses Drama and 1990s titles. Enjoys Comedy, especially 1980s titles.
+    Tends to dislike Horror."
 
     Chunks are taken in the given (strength) order, grouped by polarity and facet.
     """
     if not chunks:
         return NEUTRAL_NARRATIVE
     sentences: list[str] = []
-    likes = _by_facet([c for c in chunks if c.polarity is Polarity.LIKE])
+    chosen = [f"{c.topic} titles" if c.key.startswith("era:") else c.topic
+              for c in chunks if is_engagement(c)]  # fmt: skip
+    if chosen:
+        sentences.append(f"Mostly chooses {_join(chosen)}.")
+    likes = _by_facet([c for c in chunks if c.polarity is Polarity.LIKE and not is_engagement(c)])
     if likes:
         genres, eras = likes.pop("genre", []), likes.pop("era", [])
         parts = [f"Enjoys {_join(genres)}" if genres else ""]

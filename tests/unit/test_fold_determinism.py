@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memory_store.compare import change_effects, diff_snapshots
+from memory_store.engagement import is_engagement
 from memory_store.events import Interaction, Item
 from memory_store.operations import LifecycleParams, absorb_stream
 from memory_store.rating_norm import is_norm
@@ -72,8 +73,8 @@ class Run:
 
 
 def beliefs(snap: UserSnapshot) -> list[PreferenceChunk]:
-    """The snapshot's beliefs, without the rating norm."""
-    return [c for c in snap.chunks if not is_norm(c)]
+    """The snapshot's satisfaction beliefs: without the rating norm and engagement."""
+    return [c for c in snap.chunks if not is_norm(c) and not is_engagement(c)]
 
 
 @st.composite
@@ -142,7 +143,8 @@ def test_every_event_with_a_known_item_is_counted_once(
     everything = [e for e in events if e.item_id in known]  # the unknown item never arrives
     run = reference(everything, items)
     evidence = facet_evidence("acme", "u1", everything, known, P.min_weight)
-    assert sum(c.evidence_count for c in beliefs(run.snap)) == len(evidence)
+    counted = sum(c.evidence_count for c in run.snap.chunks if not is_norm(c))
+    assert counted == len(evidence)  # satisfaction and engagement alike
     assert run.held is None
 
 
@@ -174,7 +176,14 @@ def test_a_fold_waits_for_an_unknown_item_and_resumes_in_order() -> None:
     assert not diff_snapshots(run.snap, reference(events, list(catalogue.values())).snap).differs
 
 
-def test_a_neutral_event_with_an_unknown_item_does_not_hold() -> None:
+def test_a_rating_at_the_users_norm_still_waits_for_its_item() -> None:
+    """A new user's 3 stars say nothing of taste but that they chose the item (engagement),
+    so the fold waits for the item as for any event that teaches something."""
     run = Run(known={"i0": item(0, ["Drama"])})
-    run.deliver([(0, rating(0, "nope", 3, 1.0)), (1, rating(1, "i0", 5, 2.0))])
-    assert run.held is None and len(beliefs(run.snap)) == 1
+    run.deliver([(0, rating(0, "i1", 3, 1.0)), (1, rating(1, "i0", 5, 2.0))])
+    assert run.held == 0 and not run.snap.chunks
+    run.arrive(item(1, ["Comedy"]))
+    assert run.held is None
+    assert [(c.facet, c.key) for c in beliefs(run.snap)] == [("genre", "drama")]
+    engaged = sorted(c.key for c in run.snap.chunks if is_engagement(c))
+    assert engaged == ["genre:comedy", "genre:drama"]

@@ -90,17 +90,21 @@ FIVE_COMEDIES = [ev(i, f"c{i}") for i in range(5)]
 def test_extraction_creates_one_chunk_per_new_topic() -> None:
     delta = extraction(EMPTY, [*FIVE_COMEDIES, ev(9, "h1", value=1.0)], ITEMS, P, fake_embed)
     by_key = {c.key: c for c in delta.upserts}
-    assert set(by_key) == {"comedy", "horror"}
+    # A 1-star rating is a dislike and still a choice: horror has both.
+    assert set(by_key) == {"comedy", "horror", "genre:comedy", "genre:horror"}
+    assert by_key["genre:comedy"].text == "engages with Comedy"
+    assert by_key["genre:comedy"].strength == pytest.approx(1 / 11)
     assert by_key["comedy"].polarity is Polarity.LIKE
     assert by_key["comedy"].strength == pytest.approx(0.5)
     assert by_key["comedy"].evidence == ("e0",)
     assert by_key["horror"].text == "dislikes Horror"
-    assert [r.op for r in delta.changes] == [Operation.EXTRACTION] * 2
+    assert [r.op for r in delta.changes] == [Operation.EXTRACTION] * 4
     assert extraction(apply_delta(EMPTY, delta), FIVE_COMEDIES, ITEMS, P, fake_embed).is_empty
 
 
-def test_neutral_ratings_create_nothing() -> None:
-    assert extraction(EMPTY, [ev(1, "c1", value=3.0)], ITEMS, P, fake_embed).is_empty
+def test_a_neutral_rating_teaches_only_that_the_user_chose_the_item() -> None:
+    delta = extraction(EMPTY, [ev(1, "c1", value=3.0)], ITEMS, P, fake_embed)
+    assert [(c.facet, c.key) for c in delta.upserts] == [("engagement", "genre:comedy")]
 
 
 def test_extraction_embeds_in_one_call() -> None:
@@ -111,7 +115,7 @@ def test_extraction_embeds_in_one_call() -> None:
         return fake_embed(texts)
 
     extraction(EMPTY, [ev(1, "d1"), ev(2, "c1")], ITEMS, P, counting)
-    assert calls == [3]  # drama, 1990s, comedy
+    assert calls == [3]  # drama, 1990s, comedy: their engagement chunks share the vectors
 
 
 def test_five_comedies_make_a_strong_like() -> None:
@@ -241,6 +245,7 @@ def test_resynthesis_writes_a_versioned_profile() -> None:
     profile = delta.profile
     assert profile is not None
     assert profile.narrative == (
+        "Mostly chooses Comedy, Drama and 1990s titles. "
         "Enjoys Comedy and Drama, especially 1990s titles. Tends to dislike Horror."
     )
     assert profile.version == 1 and profile.built_at == 2_000.0

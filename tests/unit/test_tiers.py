@@ -237,7 +237,12 @@ def test_facet_evidence_keeps_to_one_user_and_tenant() -> None:
     items = {"m1": item({"genres": ["Comedy"]})}
     events = [event(1), event(2, user_id="u2"), event(3, tenant="evil"), event(4, "rate", 3.0)]
     found = facet_evidence("acme", "u1", events, items, 0.05)
-    assert [f.event_id for f in found] == ["e1"]
+    # e1 (a like) is satisfaction and engagement; e4 (3 stars of a new user) engagement only.
+    assert [(f.event_id, f.facet) for f in found] == [
+        ("e1", "genre"),
+        ("e1", "engagement"),
+        ("e4", "engagement"),
+    ]
     foreign_items = {"m1": item({"genres": ["Comedy"]}, tenant="evil")}
     assert facet_evidence("acme", "u1", events, foreign_items, 0.05) == []
 
