@@ -161,7 +161,9 @@ def test_maintenance_uses_event_time_and_counts_late_items(tmp_path: Path) -> No
     snap = snapshot(k, "acme", "u1")
     # A wall clock in 2033 would have decayed 1997's beliefs to nothing and expired the events.
     assert snap.chunks and len(snap.events) == 20
-    assert snap.profile is not None and snap.profile.narrative.startswith(("Mostly chooses", "Enjoys", "Tends"))
+    assert snap.profile is not None and snap.profile.narrative.startswith(
+        ("Mostly chooses", "Enjoys", "Tends")
+    )
     assert maintain_all(k).users == 0  # nobody touched since
 
 
