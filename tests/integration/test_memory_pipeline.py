@@ -82,7 +82,11 @@ def test_items_and_ratings_become_beliefs_profiles_and_notices(
     comedy, horror = beliefs[("genre", "comedy")], beliefs[("genre", "horror")]
     assert comedy.polarity == "like" and comedy.evidence_count == 8
     assert horror.polarity == "dislike" and horror.evidence_count == 6
-    assert comedy.strength > horror.strength > 0
+    # Read against the user's own scale (5 stars is their usual), the 1-star horrors say more
+    # than the 5-star comedies; they chose comedies more often (8 against 6).
+    assert horror.strength > comedy.strength > 0
+    chose = {c.key: c.strength for c in mem.chunks if c.facet == "engagement"}
+    assert chose["genre:comedy"] > chose["genre:horror"] > 0
     assert mem.profile is not None and "Comedy" in mem.profile.narrative
     ops = {row["op"] for row in mem.recent_changes}
     assert {"extraction", "reinforcement", "resynthesis"} <= ops
