@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from memory_store.cached_embedder import CachedEmbedder
 from memory_store.change_notice import ChangeNotice
+from memory_store.code_paths import CodeTopics, coded
 from memory_store.events import Interaction, Item
 from memory_store.item_tagging import ItemTagger, tag_items
 from memory_store.lance.catalogue import ItemCatalogue
@@ -78,6 +79,8 @@ class MemoryKeeper:
         self.tagger = tagger
         self.tagger_source = tagger_source
         self.tagging: Counter[str] = Counter()
+        # Code-path topics of the items (the writer's item codebook), once it has one.
+        self.code_topics: CodeTopics | None = None
         self._clock = clock
         self._last_version = 0
         self._last_position = 0
@@ -104,11 +107,15 @@ class MemoryKeeper:
         return [ChangeNotice(t, u, version) for t, u in dict.fromkeys(keys)]
 
     def _items_for(self, events: Iterable[Interaction]) -> dict[str, dict[str, Item]]:
-        """The catalogue entries the events refer to, per tenant (one read per tenant)."""
+        """The catalogue entries the events refer to, per tenant (one read per tenant), with
+        their code-path topics when ``code_topics`` is set."""
         wanted: dict[str, set[str]] = {}
         for ev in events:
             wanted.setdefault(ev.tenant, set()).add(ev.item_id)
-        return {t: self.catalogue.read_items(t, ids) for t, ids in wanted.items()}
+        found = {t: self.catalogue.read_items(t, ids) for t, ids in wanted.items()}
+        if self.code_topics is None:
+            return found
+        return {t: coded(items, self.code_topics(t, items.keys())) for t, items in found.items()}
 
     def add_items(self, items: Sequence[Item]) -> int:
         """Store catalogue items, tagging those without genres first when a tagger is set."""

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from memory_store.code_paths import CODE_FACET, code_topics_of
 from memory_store.engagement import ENGAGEMENT_FACET, engagement_key
 from memory_store.events import EventType, Interaction, Item
 from memory_store.rating_norm import Rated, RatingNorm
@@ -115,7 +116,8 @@ def item_facets(item: Item) -> list[tuple[str, str, str]]:
     """(facet, normalised key, readable fragment) triples an item is evidence for.
 
     Genres become ("genre", "comedy", "Comedy"), a year becomes ("era", "1990s",
-    "1990s"); missing, odd or uninformative attributes yield nothing.
+    "1990s"), a code path the writer attached becomes ("code", "collab/3/11", "titles
+    like ..."); missing, odd or uninformative attributes yield nothing.
     """
     attrs = item.attributes
     out: list[tuple[str, str, str]] = []
@@ -134,6 +136,7 @@ def item_facets(item: Item) -> list[tuple[str, str, str]]:
             seen.add(("era", f"{decade}s"))
             out.append(("era", f"{decade}s", f"{decade}s"))
             break
+    out.extend((CODE_FACET, key, topic) for key, topic in code_topics_of(item))
     return out
 
 

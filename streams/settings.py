@@ -30,7 +30,8 @@ class CodebookSettings(BaseModel):
     content + item2vec over its events) once it has ``min_items`` items and
     ``min_events`` events, looked at every ``check_s``; then every ``refresh_s`` it
     is fine-tuned on the events stored since (at most ``max_events`` of them),
-    moving at most ``max_churn`` of its items.
+    moving at most ``max_churn`` of its items. Events about an item with a
+    collaborative code also teach the user's code-path beliefs (``belief_depth``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -46,6 +47,8 @@ class CodebookSettings(BaseModel):
     code_dim: int = Field(default=32, ge=1)
     collab_dim: int = Field(default=32, ge=1)
     fit_steps: int = Field(default=400, ge=1)
+    # Code-path beliefs keyed by this many codes of an item's collaborative path (0: none).
+    belief_depth: int = Field(default=2, ge=0)
 
 
 class Settings(BaseSettings):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from memory_store.codebook.index import Address
+from memory_store.codebook.index import Address, Path
 from memory_store.codebook.item2vec import ItemVectors
 from memory_store.codebook.model import FacetSpec, MultiFacetIndexModel
 from memory_store.codebook.refresh import RefreshReport, plan_facets
@@ -296,6 +296,34 @@ class ItemCodebook:
             if self.store is not None and pending:
                 written += self.store.save_codes(tenant, pending_rows(pending))
         return written
+
+    def version(self, tenant: str) -> int:
+        """The served model's version (a first fit is 1; each refit adds one)."""
+        return self._tenant(tenant).state.version
+
+    def prefixes(
+        self, tenant: str, facet: str, item_ids: Iterable[str], depth: int
+    ) -> dict[str, Path]:
+        """Each indexed item's code path cut to ``depth`` codes (none if the facet is not
+        served): the co-engagement cluster a code-path belief is keyed by."""
+        entry = self._tenant(tenant)
+        state = entry.state
+        if facet not in state.model.specs or depth < 1:
+            return {}
+        out: dict[str, Path] = {}
+        with entry.lock:
+            for item in item_ids:
+                address = state.index.address(tenant, facet, item)
+                if address is not None:
+                    out[item] = address.path[:depth]
+        return out
+
+    def members(self, tenant: str, facet: str, prefix: Path, n: int) -> list[str]:
+        """Up to ``n`` items under ``prefix``, most typical first (a fit files the items
+        nearest their code first)."""
+        entry = self._tenant(tenant)
+        with entry.lock:
+            return entry.state.index.items_at(tenant, facet, prefix)[:n]
 
     def stats(self, tenant: str) -> list[FacetStats]:
         """Per facet, for metrics; utilisation is O(items), so scrape it every few seconds."""

@@ -1,4 +1,5 @@
-"""Consolidation: near-duplicate beliefs ("Sci-Fi", "Science Fiction") become one.
+"""Consolidation: near-duplicate beliefs ("Sci-Fi", "Science Fiction") become one, and
+thin sibling code-path beliefs fold into their parent prefix (``code_siblings``).
 
 Duplicates split evidence and crowd the profile. Merging keeps every piece of
 evidence countable: counts add up, the strongest chunk survives (ties: the
@@ -10,20 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
 
+from memory_store.operations.code_siblings import fold_siblings
+from memory_store.operations.merging import merge_chunks
 from memory_store.operations.params import LifecycleParams
-from memory_store.tiers import (
-    ChangeRecord,
-    Delta,
-    Operation,
-    PreferenceChunk,
-    UserSnapshot,
-    bounded_evidence,
-)
+from memory_store.tiers import ChangeRecord, Delta, Operation, PreferenceChunk, UserSnapshot
 
 __all__ = ["consolidation", "cosine", "merge_chunks"]
 
@@ -56,40 +51,11 @@ def _similarities(chunks: Sequence[PreferenceChunk]) -> npt.NDArray[np.float64]:
     return sims
 
 
-def merge_chunks(
-    survivor: PreferenceChunk, others: Sequence[PreferenceChunk], params: LifecycleParams
-) -> PreferenceChunk:
-    """The survivor holding all their evidence: strength 1 - prod(1 - s_i) at the latest time.
-
-    Each strength is first decayed to the merged ``last_seen``, since a stored
-    strength is the belief as of its own ``last_seen``.
-    """
-    group = [survivor, *others]
-    last_seen = max(c.last_seen for c in group)
-    keep = 1.0
-    for c in group:
-        keep *= 1.0 - params.decayed(c.strength, last_seen - c.last_seen)
-    pairs = [p for c in group for p in zip(c.evidence, c.evidence_ts, strict=True)]
-    ids, times = bounded_evidence(pairs)
-    aliases = {a for c in group for a in (c.key, *c.aliases)} - {survivor.key}
-    return replace(
-        survivor,
-        strength=min(1.0, max(0.0, 1.0 - keep)),
-        evidence=ids,
-        evidence_ts=times,
-        through=max(c.through for c in group),
-        evidence_count=sum(c.evidence_count for c in group),
-        first_seen=min(c.first_seen for c in group),
-        last_seen=last_seen,
-        aliases=tuple(sorted(aliases)),
-        version=survivor.version + 1,
-    )
-
-
 def consolidation(
     snapshot: UserSnapshot, params: LifecycleParams, plan_id: str | None = None
 ) -> Delta:
-    """Merge same-facet, same-polarity chunks whose embeddings are near-identical.
+    """Merge same-facet, same-polarity chunks whose embeddings are near-identical, then fold
+    thin sibling code beliefs the first pass left alone into their parents.
 
     Greedy, in order of strength (then id): each unclaimed chunk absorbs every
     weaker unclaimed chunk within the similarity threshold of it.
@@ -118,7 +84,13 @@ def consolidation(
         deletes.extend(c.chunk_id for c in twins)
         changes.append(_record(snapshot, lead, merged, None, plan_id, twins))
         changes.extend(_record(snapshot, c, None, lead.chunk_id, plan_id, ()) for c in twins)
-    return Delta(upserts=tuple(upserts), deletes=tuple(deletes), changes=tuple(changes))
+    merged_ids = claimed | {c.chunk_id for c in upserts}
+    folded = fold_siblings(snapshot, ranked, params, plan_id, merged_ids)
+    return Delta(
+        upserts=(*upserts, *folded.upserts),
+        deletes=(*deletes, *folded.deletes),
+        changes=(*changes, *folded.changes),
+    )
 
 
 def _record(

@@ -51,6 +51,10 @@ class LifecycleParams:
     max_events_per_user: int = 1000
     # Chunks the profile narrative is built from.
     narrative_top_k: int = 8
+    # Code-path beliefs (``memory_store.code_paths``) weaker than this fold into their
+    # parent prefix once at least ``code_merge_min`` siblings (or the parent) are held.
+    code_merge_below: float = 0.25
+    code_merge_min: int = 2
 
     def __post_init__(self) -> None:
         unit = {
@@ -63,6 +67,7 @@ class LifecycleParams:
             "flip_strength": self.flip_strength,
             "similarity_threshold": self.similarity_threshold,
             "forget_threshold": self.forget_threshold,
+            "code_merge_below": self.code_merge_below,
         }
         bad = [name for name, v in unit.items() if not 0.0 <= v <= 1.0]
         if bad:
@@ -73,6 +78,8 @@ class LifecycleParams:
             raise ValueError(f"decay_clock must be 'user' or 'global', got {self.decay_clock!r}")
         if min(self.min_events_per_user, self.max_events_per_user, self.narrative_top_k) < 0:
             raise ValueError("min/max_events_per_user and narrative_top_k must be >= 0")
+        if self.code_merge_min < 1:
+            raise ValueError("code_merge_min must be >= 1")
 
     def decayed(self, strength: float, elapsed: float) -> float:
         """Strength after ``elapsed`` seconds without evidence (never grows back in time)."""

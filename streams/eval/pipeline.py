@@ -1,6 +1,7 @@
 """One tiered variant, run for real: its own worker, topics, consumer group and LanceDB.
 
-The worker starts as an operator starts it (``WorkerProcess``), the catalogue
+The worker starts as an operator starts it (``WorkerProcess``), on a store that holds
+the item codebook fitted at the cut (``streams.eval.prefit``); the catalogue
 known at the cut is produced and stored first (so no event waits for its item,
 which would make the policies differ in re-absorption rather than in planning),
 then the training split is replayed in timestamp order through the broker. Once
@@ -21,15 +22,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from memory_store.lance.catalogue import open_catalogue
+from streams.eval.prefit import NO_REFRESH_S, install
 from streams.eval.watch import PlanLog, Status, labelled, wait_until
-from streams.settings import Settings
+from streams.settings import CodebookSettings, Settings
 from streams.tools.broker import free_port
 from streams.tools.datasets import Dataset
 from streams.tools.processes import WorkerProcess
 from streams.tools.replay import replay
+
+if TYPE_CHECKING:
+    from memory_store.codebook.item_codebook import ItemCodebook
 
 __all__ = ["SENTINEL_TENANT", "Policy", "RunOptions", "TieredRun", "run_tiered"]
 
@@ -107,6 +112,8 @@ def _settings(
         llm_tokens_per_min=opts.llm_tokens_per_min,
         llm_timeout_s=opts.llm_timeout_s,
         llm_cache_dir=opts.llm_cache_dir,
+        # The codebook fitted at the cut (``streams.eval.prefit``), never refreshed mid-run.
+        codebook=CodebookSettings(refresh_s=NO_REFRESH_S),
         _env_file=None,  # type: ignore[call-arg]
     )
 
@@ -123,10 +130,12 @@ def run_tiered(
     tenant: str,
     opts: RunOptions,
     status: Status,
+    codebook: ItemCodebook,
 ) -> TieredRun:
     """Run the worker with ``policy`` over the training split; see the module docstring."""
     root.mkdir(parents=True, exist_ok=True)
     settings = _settings(bootstrap, root, variant, policy, opts)
+    install(codebook, tenant, settings.lancedb_uri)  # before the worker: it serves these codes
     seconds: dict[str, float] = {}
     started = time.monotonic()
     worker = WorkerProcess(settings, root / "worker.log")

@@ -33,6 +33,7 @@ from streams.eval.confidence import comparisons_section
 from streams.eval.ease import EaseRanker
 from streams.eval.memory_read import READER_EVENTS, memory_after_replay, read_tiered_memory
 from streams.eval.pipeline import Policy, RunOptions, TieredRun, run_tiered
+from streams.eval.prefit import fit_at_cut
 from streams.eval.report import (
     cold_section,
     scorer_section,
@@ -63,6 +64,7 @@ from streams.eval.variants import (
     popularity_scores,
     rank_variant,
 )
+from streams.settings import CodebookSettings
 from streams.tools.broker import start_broker
 from streams.tools.datasets import Dataset, load_dataset
 
@@ -171,6 +173,11 @@ def run_eval(
     )  # what the worker's retention (default params) keeps at each user's target time
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
+    prefitted = None
+    if any(v in TIERED for v in chosen):
+        mark = time.monotonic()
+        prefitted = fit_at_cut(TENANT, items_at_cut, cut.train, embedder, CodebookSettings())
+        seconds["codebook_at_cut"] = round(time.monotonic() - mark, 2)
     broker = start_broker() if any(v in TIERED for v in chosen) else None
     try:
         with (
@@ -203,10 +210,10 @@ def run_eval(
                         cut, space, RECENT_EVENTS if name == "recent" else None
                     )
                 else:
-                    assert broker is not None
+                    assert broker is not None and prefitted is not None
                     run = run_tiered(broker.bootstrap_servers, tmp / name, name,
-                                     TIERED[name], dataset, cut.train,
-                                     items_at_cut, items_later, TENANT, opts, status)  # fmt: skip
+                                     TIERED[name], dataset, cut.train, items_at_cut,
+                                     items_later, TENANT, opts, status, prefitted)  # fmt: skip
                     status(f"{name}: reading memory through MemoryReader", None, None)
                     memories, stats = read_tiered_memory(
                         run.lancedb_uri, TENANT, list(cut.targets), embedder, DIMENSION,

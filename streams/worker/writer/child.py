@@ -135,6 +135,7 @@ class WriterChild:
         codebook = None
         if settings.codebook.enabled:
             codebook = WorkerCodebook(uri, keeper.catalogue, embedder, settings.codebook)
+            keeper.code_topics = codebook.code_topics  # code-path beliefs, once it has codes
         planning = PlanningState(open_planner_state(uri))
         return cls(settings, keeper, journal, planning, codebook, narrator)
 

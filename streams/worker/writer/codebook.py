@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from memory_store.candidates import CONTENT, co_engaged_pairs, content_vectors
+from memory_store.candidates import COLLAB, CONTENT, co_engaged_pairs, content_vectors
+from memory_store.code_paths import code_key, code_topic
 from memory_store.events import Item
 from memory_store.lance.catalogue import ItemCatalogue
 from memory_store.lance.codebook_sources import CodebookSources
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["FacetFigures", "IndexOutcome", "UpkeepOutcome", "WorkerCodebook"]
 
 log = logging.getLogger(__name__)
+
+CodeTopic = tuple[tuple[str, str], ...]
+_TYPICAL = 2  # titles that name a code-path cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,8 @@ class WorkerCodebook:
         # refresh is due, the wall time which events it reads (their ``ingested_at``).
         self._updated: dict[str, tuple[float, float]] = {}
         self._assigned: dict[str, int] = {}  # tenant -> items assigned since then
+        # (tenant, model version, code prefix) -> the cluster's readable name
+        self._names: dict[tuple[str, int, tuple[int, ...]], str] = {}
         self.fits = BackgroundFits(embed)
 
     def _book(self, tenant: str) -> ItemCodebook | None:
@@ -124,6 +130,28 @@ class WorkerCodebook:
             self._books[tenant] = book
             self._updated.setdefault(tenant, self._now())
         return book
+
+    def code_topics(self, tenant: str, item_ids: Collection[str]) -> dict[str, CodeTopic]:
+        """Each item's code-path topic under the tenant's served model: the key of its
+        collaborative prefix and the prefix's most typical titles (cached per model version).
+        Nothing for a tenant without a model (loaded by upkeep) or without a collab facet."""
+        book, depth = self._books.get(tenant), self.params.belief_depth
+        if book is None or depth < 1:
+            return {}
+        version = book.version(tenant)
+        prefixes = book.prefixes(tenant, COLLAB, item_ids, depth)
+        unnamed = {p for p in prefixes.values() if (tenant, version, p) not in self._names}
+        if unnamed:
+            typical = {p: book.members(tenant, COLLAB, p, _TYPICAL) for p in unnamed}
+            wanted = {i for ids in typical.values() for i in ids}
+            titles = self._catalogue.read_items(tenant, wanted)
+            for prefix, ids in typical.items():
+                named = code_topic(titles[i].title for i in ids if i in titles)
+                self._names[(tenant, version, prefix)] = named
+        return {
+            item: ((code_key(COLLAB, prefix), self._names[(tenant, version, prefix)]),)
+            for item, prefix in prefixes.items()
+        }
 
     def index_items(self, items: Sequence[Item]) -> IndexOutcome:
         """Assign codes to a batch's items (their newest catalogue version) and flush."""
