@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from memory_store.code_paths import parse_key
 from memory_store.events import EventType, Interaction, Item
+from memory_store.operations.code_siblings import path_of
 from memory_store.operations.extraction import Embedder, embed_all
 from memory_store.reader_views import EventView
 from memory_store.signals import evidence_weight
@@ -33,12 +35,14 @@ __all__ = [
     "CONTENT",
     "QUERY_CHUNKS",
     "QUERY_ITEMS",
+    "QUERY_PATHS",
     "CandidateSource",
     "CodebookUnavailableError",
     "UserQuery",
     "co_engaged_pairs",
     "content_text",
     "content_vectors",
+    "path_candidates",
     "user_candidates",
     "user_query",
 ]
@@ -47,6 +51,7 @@ CONTENT = "content"  # MiniLM over title, text and attributes: chunk embeddings 
 COLLAB = "collab"  # item2vec over co-engagement: only items' own vectors query it
 QUERY_CHUNKS = 5  # strongest liked chunks a user queries with
 QUERY_ITEMS = 10  # most recent positively engaged items a user queries with
+QUERY_PATHS = 5  # strongest liked code paths whose items lead a user's candidates
 
 
 class CandidateSource(Protocol):
@@ -57,6 +62,8 @@ class CandidateSource(Protocol):
     def item_vectors(
         self, tenant: str, facet: str, item_ids: Sequence[str]
     ) -> dict[str, Tensor]: ...
+
+    def members(self, tenant: str, facet: str, prefix: tuple[int, ...], n: int) -> list[str]: ...
 
     def candidates(
         self,
@@ -175,6 +182,41 @@ def user_query(
     )
 
 
+def path_candidates(
+    source: CandidateSource,
+    tenant: str,
+    chunks: Sequence[PreferenceChunk],
+    strengths: npt.NDArray[np.float64],
+    k: int,
+    exclude: Collection[str],
+    facets: Collection[str] | None = None,
+) -> list[str]:
+    """Up to ``k`` unseen items filed under the user's strongest liked code paths (code-path
+    beliefs, satisfaction or engagement: ``memory_store.code_paths``), read straight from the
+    codebook's buckets: no vector search. Paths of facets the codebook lacks give nothing."""
+    dims = source.facet_dims(tenant)
+    paths: list[tuple[str, tuple[int, ...]]] = []
+    for i in np.argsort(-strengths, kind="stable"):
+        chunk = chunks[int(i)]
+        key = path_of(chunk)
+        parsed = None if key is None else parse_key(key)
+        if (parsed is None or chunk.polarity is not Polarity.LIKE or strengths[i] <= 0
+                or parsed[0] not in dims or (facets is not None and parsed[0] not in facets)
+                or parsed in paths):  # fmt: skip
+            continue
+        paths.append(parsed)
+        if len(paths) == QUERY_PATHS:
+            break
+    found: dict[str, None] = {}
+    for facet, prefix in paths:
+        for item in source.members(tenant, facet, prefix, k + len(exclude)):
+            if item not in exclude:
+                found[item] = None
+            if len(found) >= k:
+                return list(found)
+    return list(found)
+
+
 def user_candidates(
     source: CandidateSource,
     tenant: str,
@@ -183,9 +225,12 @@ def user_candidates(
     k: int,
     facets: Collection[str] | None = None,
 ) -> list[str]:
-    """Up to ``k`` item ids for a user's memory (chunks, their vectors, recent events)."""
+    """Up to ``k`` item ids for a user's memory (chunks, their vectors, recent events): half
+    from their strongest code paths (``path_candidates``), the rest from the codebook's
+    beam over their query vectors."""
     chunks, chunk_vectors, events = memory
     query = user_query(source, tenant, chunks, chunk_vectors, strengths, events, facets)
-    return source.candidates(
-        tenant, query.vectors, k, facets, weights=query.weights, exclude=query.seen
-    )
+    led = path_candidates(source, tenant, chunks, strengths, k // 2, query.seen, facets)
+    rest = source.candidates(tenant, query.vectors, k, facets, weights=query.weights,
+                             exclude=query.seen | set(led))  # fmt: skip
+    return [*led, *rest][:k]

@@ -36,6 +36,7 @@ __all__ = [
     "coded",
     "is_code_key",
     "parent_key",
+    "parse_key",
 ]
 
 CODE_FACET = "code"
@@ -74,6 +75,14 @@ def code_key(facet: str, path: Sequence[int]) -> str:
 def is_code_key(key: str) -> bool:
     parts = key.split(_SEPARATOR)
     return len(parts) >= 2 and all(p.isdigit() for p in parts[1:])
+
+
+def parse_key(key: str) -> tuple[str, tuple[int, ...]] | None:
+    """``collab/3/11`` -> ("collab", (3, 11)); None for a key that is not a code path."""
+    if not is_code_key(key):
+        return None
+    facet, *codes = key.split(_SEPARATOR)
+    return facet, tuple(int(c) for c in codes)
 
 
 def parent_key(key: str) -> str | None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -15,6 +18,7 @@ from memory_store.candidates import (
     content_text,
     content_vectors,
 )
+from memory_store.code_paths import CODE_FACET, code_key
 from memory_store.codebook.item_codebook import ItemCodebook, UnknownTenantError
 from memory_store.codebook.store import CodebookStore
 from memory_store.codebook.tenant_state import CodebookConfig
@@ -23,7 +27,7 @@ from memory_store.events import Interaction, Item
 from memory_store.lance.store import open_store
 from memory_store.reader import MemoryReader
 from memory_store.store import EventRecord, MemoryStore, UserDelta
-from memory_store.tiers import Delta, Polarity
+from memory_store.tiers import Delta, Polarity, chunk_id_for
 from streams.serve.api import create_app
 from tests.store.test_reader import NOW, chunk
 from tests.unit.fake_embedding import fake_embed
@@ -199,3 +203,32 @@ def test_item_text_and_co_engaged_pairs() -> None:
         ("c", "b"),
     ]
     assert ("a", "c") in co_engaged_pairs([["a", "b", "c"]], window=2)
+
+
+def code_chunk(tenant: str, user: str, key: str, strength: float, polarity: Polarity) -> Any:
+    base = chunk(tenant, user, key, strength, polarity=polarity)
+    return replace(base, chunk_id=chunk_id_for(tenant, user, CODE_FACET, key), facet=CODE_FACET)
+
+
+def test_the_strongest_liked_code_paths_lead_the_candidates_without_a_vector_search(
+    store: MemoryStore, reader: MemoryReader, codebook: ItemCodebook
+) -> None:
+    paths = codebook.prefixes("acme", "content", [f"a{i}" for i in range(300)], 1)
+    (strong, _), (weak, _) = Counter(paths.values()).most_common(2)
+    strong_key, weak_key = code_key("content", strong), code_key("content", weak)
+    store.write_deltas([UserDelta("acme", "u4", Delta(upserts=(
+        code_chunk("acme", "u4", weak_key, 0.3, Polarity.LIKE),
+        code_chunk("acme", "u4", strong_key, 0.7, Polarity.LIKE),
+    ))), UserDelta("acme", "u5", Delta(upserts=(
+        code_chunk("acme", "u5", strong_key, 0.7, Polarity.DISLIKE),
+    )))])  # fmt: skip
+    store.write_events([event(7, "acme", "u4", codebook.members("acme", "content", strong, 1)[0],
+                              "view")])  # fmt: skip
+    reader.clear()
+    got = reader.candidates("acme", "u4", 10)
+    bucket = codebook.members("acme", "content", strong, 300)
+    assert got[:5] == bucket[1:6]  # half of k, most typical first, the seen item left out
+    assert len(got) == 10 == len(set(got)) and bucket[0] not in got
+    disliked = reader.candidates("acme", "u5", 10)  # a disliked path leads nothing
+    assert disliked[:5] != bucket[:5]
+    assert reader.candidates("acme", "u4", 10, facets=["content"])[:5] == bucket[1:6]

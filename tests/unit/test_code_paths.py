@@ -28,7 +28,7 @@ from tests.unit.test_fold_determinism import EMPTY, P, item, rating
 
 def coded_item(n: int, path: tuple[int, ...], genre: str = "Drama") -> CodedItem:
     topic = code_topic([f"title {path}"])
-    return coded({"x": item(n, [genre])}, {"x": ((code_key("collab", path), topic),)})["x"]  # type: ignore[return-value]
+    return coded({"x": item(n, [genre])}, {"x": ((code_key("collab", path), topic),)})["x"]
 
 
 def code_chunks(snap: UserSnapshot) -> dict[tuple[str, str], PreferenceChunk]:
@@ -150,3 +150,35 @@ def test_folding_keeps_every_piece_of_evidence_and_leaves_no_dangling_row(
         assert total(after) == total(snap)
     keys = [(c.facet, k) for c in after.chunks for k in (c.key, *c.aliases)]
     assert len(keys) == len(set(keys))  # every topic lands on exactly one chunk
+
+
+class Buckets:
+    """A codebook with one facet whose prefixes hold known items (no model)."""
+
+    def __init__(self, buckets: dict[tuple[int, ...], list[str]]) -> None:
+        self.buckets = buckets
+
+    def facet_dims(self, tenant: str) -> dict[str, int]:
+        return {"collab": 4}
+
+    def members(self, tenant: str, facet: str, prefix: tuple[int, ...], n: int) -> list[str]:
+        return self.buckets.get(prefix, [])[:n]
+
+
+def test_path_candidates_read_the_strongest_liked_paths_buckets_in_order() -> None:
+    import numpy as np
+
+    from memory_store.candidates import path_candidates
+
+    snap = _siblings([0.1, 0.2, 0.9])  # collab/3/0, 3/1, 3/2 (and their engagement chunks)
+    chunks = list(snap.chunks)
+    strengths = np.array([c.strength for c in chunks])
+    source = Buckets({(3, 2): ["a", "b", "c"], (3, 1): ["c", "d"], (3, 0): ["e"]})
+    got = path_candidates(source, "acme", chunks, strengths, 4, {"b"})
+    assert got == ["a", "c", "d", "e"]  # 3/2 first (0.9), then 3/1, then 3/0; seen b left out
+    assert path_candidates(source, "acme", chunks, strengths, 2, set()) == ["a", "b"]
+    disliked = [_with(c, c.strength, Polarity.DISLIKE) if c.facet == CODE_FACET else c
+                for c in chunks]  # fmt: skip
+    only_engaged = path_candidates(source, "acme", disliked, strengths, 9, set())
+    assert set(only_engaged) == {"a", "b", "c", "d", "e"}  # engagement chunks still like them
+    assert path_candidates(source, "acme", chunks, strengths, 9, set(), ["content"]) == []
