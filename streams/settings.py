@@ -48,7 +48,9 @@ class CodebookSettings(BaseModel):
     collab_dim: int = Field(default=32, ge=1)
     fit_steps: int = Field(default=400, ge=1)
     # Code-path beliefs keyed by this many codes of an item's collaborative path (0: none).
-    belief_depth: int = Field(default=2, ge=0)
+    # Measured on 600 ML-1M users' folds: depth 1 adds 25 % to the fold's time and 58 % to
+    # the chunks, depth 2 adds 60 % and triples them (its thin siblings fold into depth 1).
+    belief_depth: int = Field(default=1, ge=0)
 
 
 class Settings(BaseSettings):

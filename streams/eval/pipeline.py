@@ -60,7 +60,7 @@ class RunOptions:
     llm_tokens_per_min: int = 20_000
     llm_timeout_s: float = 60.0
     llm_cache_dir: str | None = None
-    timeout_s: float = 900.0
+    timeout_s: float = 1800.0  # a guard against a stuck worker, not a speed target
 
 
 @dataclass(frozen=True)
