@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from memory_store.code_paths import CODE_FACET
 from memory_store.engagement import is_engagement
 from memory_store.operations.extraction import Embedder, embed_all
 from memory_store.operations.forgetting import decay_time, effective_strength
@@ -87,6 +88,8 @@ def template_narrative(chunks: Sequence[PreferenceChunk]) -> str:
         if eras:
             era_text = f"{_join(eras)} titles"
             parts.append(f"especially {era_text}" if genres else f"Enjoys {era_text}")
+        clusters = likes.pop(CODE_FACET, [])  # "titles like ...": named already
+        parts += [f"likes {_join(clusters)}" if clusters else ""]
         parts += [f"likes {facet} {_join(topics)}" for facet, topics in likes.items()]
         text = ", ".join(p for p in parts if p)
         sentences.append(text[0].upper() + text[1:] + ".")

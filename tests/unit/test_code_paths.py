@@ -182,3 +182,13 @@ def test_path_candidates_read_the_strongest_liked_paths_buckets_in_order() -> No
     only_engaged = path_candidates(source, "acme", disliked, strengths, 9, set())
     assert set(only_engaged) == {"a", "b", "c", "d", "e"}  # engagement chunks still like them
     assert path_candidates(source, "acme", chunks, strengths, 9, set(), ["content"]) == []
+
+
+def test_the_narrative_names_liked_clusters_by_their_titles() -> None:
+    from memory_store.operations import template_narrative
+
+    snap = _siblings([0.6])
+    liked = [c for c in snap.chunks if c.facet == CODE_FACET]
+    assert template_narrative(liked) == "Likes titles like title (3, 0)."
+    genre = [c for c in snap.chunks if c.facet == "genre"]
+    assert template_narrative([*genre, *liked]) == ("Enjoys Drama, likes titles like title (3, 0).")
