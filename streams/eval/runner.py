@@ -99,7 +99,7 @@ def run_eval(
     model_cache_dir: str | Path | None = None,
     llm_cache_dir: str | None = None,
     work_dir: str | Path | None = None,
-    timeout_s: float = 900.0,
+    timeout_s: float = 1800.0,
     progress: bool = True,
     console: Console | None = None,
 ) -> dict[str, Any]:
