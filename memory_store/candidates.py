@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from memory_store.code_paths import parse_key
+from memory_store.code_paths import parse_key, path_of
 from memory_store.events import EventType, Interaction, Item
-from memory_store.operations.code_siblings import path_of
 from memory_store.operations.extraction import Embedder, embed_all
 from memory_store.reader_views import EventView
 from memory_store.signals import evidence_weight

@@ -24,12 +24,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
+from memory_store.engagement import ENGAGEMENT_FACET, engagement_key
 from memory_store.events import Item
+from memory_store.tiers import PreferenceChunk
 
 __all__ = [
     "CODE_FACET",
+    "NAMING_TITLES",
     "CodeTopics",
     "CodedItem",
+    "Topics",
     "code_key",
     "code_topic",
     "code_topics_of",
@@ -37,26 +41,30 @@ __all__ = [
     "is_code_key",
     "parent_key",
     "parse_key",
+    "path_of",
 ]
 
 CODE_FACET = "code"
 _SEPARATOR = "/"
-_TITLES = 2  # titles that name a cluster
+NAMING_TITLES = 2  # titles that name a cluster
 _MAX_TITLE = 40
 
 
-class CodedItem(Item):
-    """A catalogue item with the code-path topics it is evidence for: (key, readable topic)."""
+# An item's code-path topics: (key, readable topic) pairs.
+Topics = tuple[tuple[str, str], ...]
 
-    code_topics: tuple[tuple[str, str], ...] = ()
+
+class CodedItem(Item):
+    """A catalogue item with the code-path topics it is evidence for."""
+
+    code_topics: Topics = ()
 
 
 # (tenant, item ids) -> each coded item's topics: what the writer's codebook answers.
-CodeTopics = Callable[[str, Collection[str]], Mapping[str, tuple[tuple[str, str], ...]]]
+CodeTopics = Callable[[str, Collection[str]], Mapping[str, Topics]]
 
 
-def coded(items: Mapping[str, Item], topics: Mapping[str, tuple[tuple[str, str], ...]]
-          ) -> dict[str, Item]:  # fmt: skip
+def coded(items: Mapping[str, Item], topics: Mapping[str, Topics]) -> dict[str, Item]:
     """The items, those with code topics as ``CodedItem`` (fields taken as validated)."""
     out: dict[str, Item] = {}
     for item_id, item in items.items():
@@ -95,10 +103,22 @@ def parent_key(key: str) -> str | None:
 
 def code_topic(titles: Iterable[str]) -> str:
     """A cluster named by its typical titles: "titles like Alien (1979), Aliens (1986)"."""
-    named = [" ".join(t.split())[:_MAX_TITLE] for t in titles if t.strip()][:_TITLES]
+    named = [" ".join(t.split())[:_MAX_TITLE] for t in titles if t.strip()][:NAMING_TITLES]
     return f"titles like {', '.join(named)}" if named else "a cluster of titles"
 
 
-def code_topics_of(item: Item) -> tuple[tuple[str, str], ...]:
+def code_topics_of(item: Item) -> Topics:
     """The code-path topics an item carries (none for a plain catalogue item)."""
     return item.code_topics if isinstance(item, CodedItem) else ()
+
+
+_ENGAGED_CODE = engagement_key(CODE_FACET, "")  # "code:"
+
+
+def path_of(chunk: PreferenceChunk) -> str | None:
+    """The code key a chunk is about (satisfaction or engagement), or None."""
+    if chunk.facet == CODE_FACET:
+        return chunk.key
+    if chunk.facet == ENGAGEMENT_FACET and chunk.key.startswith(_ENGAGED_CODE):
+        return chunk.key[len(_ENGAGED_CODE) :]
+    return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 
-from memory_store.code_paths import CODE_FACET, parent_key
+from memory_store.code_paths import CODE_FACET, parent_key, path_of
 from memory_store.engagement import ENGAGEMENT_FACET, engagement_key, engagement_text
 from memory_store.operations.merging import merge_chunks
 from memory_store.operations.params import LifecycleParams
@@ -29,18 +29,7 @@ from memory_store.tiers import (
     chunk_id_for,
 )
 
-__all__ = ["fold_siblings", "path_of"]
-
-_ENGAGED_CODE = engagement_key(CODE_FACET, "")  # "code:"
-
-
-def path_of(chunk: PreferenceChunk) -> str | None:
-    """The code key a chunk is about (satisfaction or engagement), or None."""
-    if chunk.facet == CODE_FACET:
-        return chunk.key
-    if chunk.facet == ENGAGEMENT_FACET and chunk.key.startswith(_ENGAGED_CODE):
-        return chunk.key[len(_ENGAGED_CODE) :]
-    return None
+__all__ = ["fold_siblings"]
 
 
 def _keyed(chunk: PreferenceChunk, path: str) -> str:

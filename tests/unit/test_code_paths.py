@@ -17,10 +17,10 @@ from memory_store.code_paths import (
     coded,
     is_code_key,
     parent_key,
+    path_of,
 )
 from memory_store.engagement import ENGAGEMENT_FACET
 from memory_store.operations import absorb_stream, consolidation
-from memory_store.operations.code_siblings import path_of
 from memory_store.tiers import Polarity, PreferenceChunk, UserSnapshot, apply_delta
 from tests.unit.fake_embedding import fake_embed
 from tests.unit.test_fold_determinism import EMPTY, P, item, rating

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from memory_store.candidates import COLLAB, CONTENT, co_engaged_pairs, content_vectors
-from memory_store.code_paths import code_key, code_topic
+from memory_store.code_paths import NAMING_TITLES, Topics, code_key, code_topic
 from memory_store.events import Item
 from memory_store.lance.catalogue import ItemCatalogue
 from memory_store.lance.codebook_sources import CodebookSources
@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["FacetFigures", "IndexOutcome", "UpkeepOutcome", "WorkerCodebook"]
 
 log = logging.getLogger(__name__)
-
-CodeTopic = tuple[tuple[str, str], ...]
-_TYPICAL = 2  # titles that name a code-path cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +128,7 @@ class WorkerCodebook:
             self._updated.setdefault(tenant, self._now())
         return book
 
-    def code_topics(self, tenant: str, item_ids: Collection[str]) -> dict[str, CodeTopic]:
+    def code_topics(self, tenant: str, item_ids: Collection[str]) -> dict[str, Topics]:
         """Each item's code-path topic under the tenant's served model: the key of its
         collaborative prefix and the prefix's most typical titles (cached per model version).
         Nothing for a tenant without a model (loaded by upkeep) or without a collab facet."""
@@ -142,7 +139,7 @@ class WorkerCodebook:
         prefixes = book.prefixes(tenant, COLLAB, item_ids, depth)
         unnamed = {p for p in prefixes.values() if (tenant, version, p) not in self._names}
         if unnamed:
-            typical = {p: book.members(tenant, COLLAB, p, _TYPICAL) for p in unnamed}
+            typical = {p: book.members(tenant, COLLAB, p, NAMING_TITLES) for p in unnamed}
             wanted = {i for ids in typical.values() for i in ids}
             titles = self._catalogue.read_items(tenant, wanted)
             for prefix, ids in typical.items():
