@@ -33,11 +33,11 @@ __all__ = [
     "NAMING_TITLES",
     "CodeTopics",
     "CodedItem",
+    "CodedItems",
     "Topics",
     "code_key",
     "code_topic",
     "code_topics_of",
-    "coded",
     "is_code_key",
     "parent_key",
     "parse_key",
@@ -64,13 +64,32 @@ class CodedItem(Item):
 CodeTopics = Callable[[str, Collection[str]], Mapping[str, Topics]]
 
 
-def coded(items: Mapping[str, Item], topics: Mapping[str, Topics]) -> dict[str, Item]:
-    """The items, those with code topics as ``CodedItem`` (fields taken as validated)."""
-    out: dict[str, Item] = {}
-    for item_id, item in items.items():
-        found = topics.get(item_id)
-        out[item_id] = CodedItem.model_construct(**dict(item), code_topics=found) if found else item
-    return out
+class CodedItems:
+    """Items with their code topics, as ``CodedItem`` where they have any (fields taken as
+    validated). The same object comes back while an item and its topics are unchanged:
+    ``signals.cached_facets`` caches by object identity, and a fresh object per batch
+    would re-read every coded item's facets and churn that cache."""
+
+    def __init__(self, max_items: int = 200_000) -> None:
+        self._made: dict[tuple[str, str], tuple[Item, Topics, CodedItem]] = {}
+        self._max = max_items
+
+    def __call__(self, items: Mapping[str, Item], topics: Mapping[str, Topics]) -> dict[str, Item]:
+        out: dict[str, Item] = {}
+        for item_id, item in items.items():
+            found = topics.get(item_id)
+            if not found:
+                out[item_id] = item
+                continue
+            key = (item.tenant, item_id)
+            hit = self._made.get(key)
+            if hit is None or hit[0] is not item or hit[1] != found:
+                if len(self._made) >= self._max:
+                    self._made.clear()
+                made = CodedItem.model_construct(**dict(item), code_topics=found)
+                hit = self._made[key] = (item, found, made)
+            out[item_id] = hit[2]
+        return out
 
 
 def code_key(facet: str, path: Sequence[int]) -> str:

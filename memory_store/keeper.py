@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from memory_store.cached_embedder import CachedEmbedder
 from memory_store.change_notice import ChangeNotice
-from memory_store.code_paths import CodeTopics, coded
+from memory_store.code_paths import CodedItems, CodeTopics
 from memory_store.events import Interaction, Item
 from memory_store.item_tagging import ItemTagger, tag_items
 from memory_store.lance.catalogue import ItemCatalogue
@@ -81,6 +81,7 @@ class MemoryKeeper:
         self.tagging: Counter[str] = Counter()
         # Code-path topics of the items (the writer's item codebook), once it has one.
         self.code_topics: CodeTopics | None = None
+        self._coded = CodedItems()
         self._clock = clock
         self._last_version = 0
         self._last_position = 0
@@ -115,7 +116,9 @@ class MemoryKeeper:
         found = {t: self.catalogue.read_items(t, ids) for t, ids in wanted.items()}
         if self.code_topics is None:
             return found
-        return {t: coded(items, self.code_topics(t, items.keys())) for t, items in found.items()}
+        return {
+            t: self._coded(items, self.code_topics(t, items.keys())) for t, items in found.items()
+        }
 
     def add_items(self, items: Sequence[Item]) -> int:
         """Store catalogue items, tagging those without genres first when a tagger is set."""

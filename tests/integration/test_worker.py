@@ -41,9 +41,10 @@ def child_pids(pid: int) -> list[int]:
 
 def stored_keys(settings: Settings) -> list[str]:
     db = lancedb.connect(settings.lancedb_uri)
-    if "events" not in db.list_tables().tables:
+    try:  # a worker may be creating the table: its directory is listed before its first manifest
+        table = db.open_table("events")
+    except ValueError:
         return []
-    table = db.open_table("events")
     return list(table.to_arrow().column("event_key").to_pylist())
 
 

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from memory_store.code_paths import (
     CODE_FACET,
     CodedItem,
+    CodedItems,
     code_key,
     code_topic,
-    coded,
+    code_topics_of,
     is_code_key,
     parent_key,
     path_of,
@@ -28,7 +29,7 @@ from tests.unit.test_fold_determinism import EMPTY, P, item, rating
 
 def coded_item(n: int, path: tuple[int, ...], genre: str = "Drama") -> CodedItem:
     topic = code_topic([f"title {path}"])
-    return coded({"x": item(n, [genre])}, {"x": ((code_key("collab", path), topic),)})["x"]
+    return CodedItems()({"x": item(n, [genre])}, {"x": ((code_key("collab", path), topic),)})["x"]
 
 
 def code_chunks(snap: UserSnapshot) -> dict[tuple[str, str], PreferenceChunk]:
@@ -50,9 +51,21 @@ def test_keys_name_a_prefix_and_its_parent() -> None:
 
 def test_coded_items_keep_their_fields_and_plain_ones_stay_plain() -> None:
     plain = item(1, ["Drama"])
-    out = coded({"a": plain, "b": plain}, {"a": (("collab/1/2", "titles like x"),)})
+    out = CodedItems()({"a": plain, "b": plain}, {"a": (("collab/1/2", "titles like x"),)})
     assert isinstance(out["a"], CodedItem) and out["a"].title == plain.title
     assert out["a"].attributes == plain.attributes and out["b"] is plain
+
+
+def test_a_coded_item_is_the_same_object_until_its_item_or_topics_change() -> None:
+    """The facet cache is keyed by identity: batch after batch must hand it one object."""
+    make, plain = CodedItems(), item(1, ["Drama"])
+    topics = {"a": (("collab/1", "titles like x"),)}
+    first = make({"a": plain}, topics)["a"]
+    assert make({"a": plain}, dict(topics))["a"] is first
+    moved = make({"a": plain}, {"a": (("collab/2", "titles like y"),)})["a"]
+    assert moved is not first and code_topics_of(moved) == (("collab/2", "titles like y"),)
+    renewed = item(1, ["Comedy"])
+    assert make({"a": renewed}, topics)["a"].attributes == renewed.attributes
 
 
 def test_ratings_of_coded_items_teach_the_cluster_beside_the_genre() -> None:
