@@ -13,6 +13,7 @@ from typing import Any
 import lancedb
 import pytest
 
+from memory_store.lance.db import open_table
 from memory_store.lance.store import open_store
 from streams.settings import Settings
 from streams.worker.app import EXIT_AGENT_CRASHED
@@ -41,9 +42,8 @@ def child_pids(pid: int) -> list[int]:
 
 def stored_keys(settings: Settings) -> list[str]:
     db = lancedb.connect(settings.lancedb_uri)
-    try:  # a worker may be creating the table: its directory is listed before its first manifest
-        table = db.open_table("events")
-    except ValueError:
+    table = open_table(db, "events")  # retries a table a worker is still creating
+    if table is None:
         return []
     return list(table.to_arrow().column("event_key").to_pylist())
 
