@@ -48,9 +48,10 @@ class CodebookSettings(BaseModel):
     collab_dim: int = Field(default=32, ge=1)
     fit_steps: int = Field(default=400, ge=1)
     # Code-path beliefs keyed by this many codes of an item's collaborative path (0: none).
-    # Measured on 600 ML-1M users' folds: depth 1 adds 25 % to the fold's time and 58 % to
-    # the chunks, depth 2 adds 60 % and triples them (its thin siblings fold into depth 1).
-    belief_depth: int = Field(default=1, ge=0)
+    # Off by default: on ML-1M depth 1 took the eval's worker from 1,078 s to 1,942 s and
+    # moved no ranker beyond noise (eval-results/ml-1m-code); on 600 ML-1M users' folds
+    # depth 1 adds 25 % to the fold's time and 58 % to the chunks, depth 2 60 % and 3x.
+    belief_depth: int = Field(default=0, ge=0)
 
 
 class Settings(BaseSettings):

@@ -51,7 +51,7 @@ def test_items_carry_their_collab_prefix_named_by_typical_titles(
 def test_the_keepers_fold_learns_code_beliefs_once_the_codebook_serves_codes(
     uri: str, store: MemoryStore, catalogue: ItemCatalogue
 ) -> None:
-    worker = child(uri, catalogue)  # the default depth: 1
+    worker = child(uri, catalogue, belief_depth=1)
     add(catalogue, worker, catalogue_items("acme", 120))
     store.write_events(likes("acme", USERS, 6))
     assert upkeep_settled(worker).fitted == ["acme"]
