@@ -71,7 +71,7 @@ class CodedItems:
     would re-read every coded item's facets and churn that cache."""
 
     def __init__(self, max_items: int = 200_000) -> None:
-        self._made: dict[tuple[str, str], tuple[Item, Topics, CodedItem]] = {}
+        self._made: dict[tuple[str, str], tuple[Item, CodedItem]] = {}
         self._max = max_items
 
     def __call__(self, items: Mapping[str, Item], topics: Mapping[str, Topics]) -> dict[str, Item]:
@@ -83,12 +83,14 @@ class CodedItems:
                 continue
             key = (item.tenant, item_id)
             hit = self._made.get(key)
-            if hit is None or hit[0] is not item or hit[1] != found:
+            if hit is None or hit[0] is not item or hit[1].code_topics != found:
                 if len(self._made) >= self._max:
                     self._made.clear()
-                made = CodedItem.model_construct(**dict(item), code_topics=found)
-                hit = self._made[key] = (item, found, made)
-            out[item_id] = hit[2]
+                hit = self._made[key] = (
+                    item,
+                    CodedItem.model_construct(**dict(item), code_topics=found),
+                )
+            out[item_id] = hit[1]
         return out
 
 

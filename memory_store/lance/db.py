@@ -8,6 +8,7 @@ upkeep (which index, how long old versions stay) is made in one place.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -42,7 +43,11 @@ CLEANUP_OLDER_THAN = timedelta(minutes=5)
 #: with six connections grew past 8 GB (not all of it cache).
 INDEX_CACHE_BYTES = 1 << 30
 METADATA_CACHE_BYTES = 512 << 20
-_session: Any = None
+
+
+@functools.cache
+def _session() -> Any:
+    return lancedb.Session(INDEX_CACHE_BYTES, METADATA_CACHE_BYTES)
 
 
 def connect(uri: str) -> Any:
@@ -51,10 +56,7 @@ def connect(uri: str) -> Any:
     Reads see every commit at once (``read_consistency_interval=0``): the
     writer, the planner and the reader of one process share no cache to go stale.
     """
-    global _session
-    if _session is None:
-        _session = lancedb.Session(INDEX_CACHE_BYTES, METADATA_CACHE_BYTES)
-    return lancedb.connect(uri, read_consistency_interval=timedelta(0), session=_session)
+    return lancedb.connect(uri, read_consistency_interval=timedelta(0), session=_session())
 
 
 def open_table(db: Any, name: str) -> Any | None:
