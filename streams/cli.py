@@ -315,6 +315,9 @@ def evaluate(
     sasrec_epochs: Annotated[
         int | None, typer.Option(help="Cap SASRec's epochs (default: early stopping decides).")
     ] = None,
+    concurrent_runs: Annotated[
+        int, typer.Option(min=1, help="Tiered variants' workers replaying at once.")
+    ] = 2,
 ) -> None:
     """Replay a dataset through the real pipeline and rank held-out items per memory variant."""
     from streams.eval import run_eval
@@ -331,6 +334,7 @@ def evaluate(
         split="time" if split == "time" else "leave-last-out",
         model_cache_dir=model_cache_dir,
         sasrec_epochs=sasrec_epochs,
+        concurrent_runs=concurrent_runs,
         console=console,
     )
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 import torch
+from rich.console import Console
 
 if TYPE_CHECKING:
     from memory_store.codebook.tenant_state import CodebookConfig
@@ -36,7 +37,7 @@ from streams.eval.ranking import RankingMetrics, summarize
 from streams.eval.scorer import ItemSpace
 from streams.eval.split import TimeSplit
 
-__all__ = ["WIDE_K", "CodebookCold", "QueryFn", "codebook_cold"]
+__all__ = ["WIDE_K", "CodebookCold", "QueryFn", "codebook_cold", "cold_by_codebook"]
 
 QueryFn = Callable[[str], npt.NDArray[np.float64]]
 """user id -> the user's scorer query vector (dimension of the item vectors)."""
@@ -122,3 +123,22 @@ def codebook_cold(
                             wide["realtime"], wide["rebuild_only"])  # fmt: skip
     finally:
         torch.set_num_threads(threads)
+
+
+def cold_by_codebook(
+    space: ItemSpace,
+    split: TimeSplit,
+    at_cut: frozenset[str],
+    queries: dict[str, QueryFn],
+    seed: int,
+    console: Console,
+) -> tuple[CodebookCold | None, str | None]:
+    """The codebook's cold figures, or why they could not be had (then: the content scorer)."""
+    if not queries or not split.cold_targets:
+        return None, "no memory variant or no cold target to query the codebook with"
+    try:
+        return codebook_cold(space, split, at_cut, queries, seed), None
+    except Exception as exc:  # another piece of work, still moving: fall back, say why
+        console.print(f"[yellow]item codebook unavailable, cold items by the content scorer: "
+                      f"{exc!r}[/]")  # fmt: skip
+        return None, repr(exc)

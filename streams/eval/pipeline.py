@@ -60,7 +60,8 @@ class RunOptions:
     llm_tokens_per_min: int = 20_000
     llm_timeout_s: float = 60.0
     llm_cache_dir: str | None = None
-    timeout_s: float = 1800.0  # a guard against a stuck worker, not a speed target
+    # A guard against a stuck worker, not a speed target (the replay: this long without progress).
+    timeout_s: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,8 @@ def run_tiered(
         wait_until(worker, lambda: worker.metric(consumed) >= len(train), opts.timeout_s,
                    "consuming the training split",
                    tick=lambda: status(f"{variant}: replayed → memory", worker.metric(consumed),
-                                       len(train)))  # fmt: skip
+                                       len(train)),
+                   progress=lambda: worker.metric(consumed))  # fmt: skip
         seconds["replay"] = time.monotonic() - mark
         mark = time.monotonic()
         status(f"{variant}: maintenance settling ({policy})", None, None)

@@ -11,6 +11,7 @@ JSON, a markdown table and the plots.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -19,15 +20,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from memory_store.embedding import DIMENSION, MiniLMEmbedder
 from memory_store.operations import LifecycleParams
 from streams.eval.ablation import ablations, belief_family_ablations
-from streams.eval.cold import CodebookCold, QueryFn, codebook_cold
+from streams.eval.cold import QueryFn, cold_by_codebook
 from streams.eval.collab import CollabPool, collab_matrix, popularity_counts
 from streams.eval.confidence import comparisons_section
 from streams.eval.ease import EaseRanker
@@ -53,17 +52,19 @@ from streams.eval.sasrec_runs import SasrecRunner
 from streams.eval.sasrec_variants import SASREC_VARIANTS
 from streams.eval.scorer import ItemSpace, MemoryVectors, ReferenceScorer, ScorerConfig
 from streams.eval.split import SplitMethod, TimeSplit, make_split
+from streams.eval.tiered_runs import TieredRuns
 from streams.eval.tuning import tune_weights
 from streams.eval.variants import (
     RECENT_EVENTS,
     Ranked,
-    ScoreFn,
     content_queries,
+    ease_recent_scores,
     event_memories,
     memory_scores_fn,
     popularity_scores,
     rank_variant,
 )
+from streams.eval.watch import Status
 from streams.settings import CodebookSettings
 from streams.tools.broker import start_broker
 from streams.tools.datasets import Dataset, load_dataset
@@ -100,6 +101,7 @@ def run_eval(
     llm_cache_dir: str | None = None,
     work_dir: str | Path | None = None,
     timeout_s: float = 1800.0,
+    concurrent_runs: int = 2,
     progress: bool = True,
     console: Console | None = None,
 ) -> dict[str, Any]:
@@ -110,7 +112,8 @@ def run_eval(
     an earlier run would be read as this one's. ``sasrec_epochs`` caps SASRec's
     epochs (default: early stopping decides, up to ``SASRecConfig.max_epochs``);
     trained models are kept in ``model_cache_dir`` (default
-    ~/.cache/beliefstream/sasrec) under the hash of their data.
+    ~/.cache/beliefstream/sasrec) under the hash of their data. Up to
+    ``concurrent_runs`` tiered workers replay at once (``streams.eval.tiered_runs``).
     """
     chosen = list(VARIANTS if variants is None else dict.fromkeys(variants))
     unknown = [v for v in chosen if v not in VARIANTS]
@@ -183,6 +186,7 @@ def run_eval(
         with (
             tempfile.TemporaryDirectory(prefix="beliefstream-eval-") as tmp_dir,
             Progress(*columns, console=console, disable=not progress) as bar,
+            contextlib.ExitStack() as stack,  # the tiered runs end before the directory goes
         ):
             tmp = Path(work_dir) if work_dir is not None else Path(tmp_dir)
             overall = bar.add_task(f"{dataset}: variants", total=len(chosen))
@@ -193,6 +197,24 @@ def run_eval(
 
             sasrec = SasrecRunner(cut, space, TENANT, sasrec_cfg, cache_dir, status)
 
+            def status_for(name: str) -> Status:
+                task = bar.add_task(f"  {name}", total=None)
+
+                def run_status(text: str, done: float | None, total: float | None) -> None:
+                    bar.update(task, description=f"  {text}", completed=done or 0, total=total)
+
+                return run_status
+
+            def start(name: str, run_status: Status) -> TieredRun:
+                assert broker is not None and prefitted is not None
+                return run_tiered(broker.bootstrap_servers, tmp / name, name, TIERED[name],
+                                  dataset, cut.train, items_at_cut, items_later, TENANT, opts,
+                                  run_status, prefitted)  # fmt: skip
+
+            # Longest first: fixed runs the most operations, llm the fewest.
+            tiered = TieredRuns([n for n in TIERED if n in chosen], start, status_for,
+                                concurrent_runs)  # fmt: skip
+            stack.enter_context(tiered)
             for name in chosen:
                 status(name, None, None)
                 mark = time.monotonic()
@@ -204,16 +226,16 @@ def run_eval(
                     score, extra, batch_infer[name] = sasrec.run(name, runs)
                 elif name == "ease_recent":
                     assert ease is not None  # fitted with the scorer: ease_recent needs it
-                    score, extra = _ease_recent(cut, space, tiered_memories, ease)
+                    score, extra = ease_recent_scores(cut, space, tiered_memories, ease)
                 elif name in ("flat", "recent"):
                     memories = event_memories(
                         cut, space, RECENT_EVENTS if name == "recent" else None
                     )
                 else:
-                    assert broker is not None and prefitted is not None
-                    run = run_tiered(broker.bootstrap_servers, tmp / name, name,
-                                     TIERED[name], dataset, cut.train, items_at_cut,
-                                     items_later, TENANT, opts, status, prefitted)  # fmt: skip
+                    status(f"{name}: waiting for its worker run", None, None)
+                    run = tiered.result(name)
+                    # Its wall time: the worker's own, then reading and ranking (below).
+                    mark = time.monotonic() - run.seconds.get("worker", 0.0)
                     status(f"{name}: reading memory through MemoryReader", None, None)
                     memories, stats = read_tiered_memory(
                         run.lancedb_uri, TENANT, list(cut.targets), embedder, DIMENSION,
@@ -254,7 +276,7 @@ def run_eval(
     finally:
         if broker is not None:
             broker.stop()
-    cold = _cold_by_codebook(space, cut, cut.known_items, queries, seed, console)
+    cold = cold_by_codebook(space, cut, cut.known_items, queries, seed, console)
     seconds["total"] = round(time.monotonic() - started, 2)
     result = _result(dataset, limit, data, cut, results, config, seconds)
     result["scorer"]["weights_from_validation"] = tuning
@@ -292,46 +314,3 @@ def _result(
         "wall_s": seconds["total"],
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
     }
-
-
-def _cold_by_codebook(
-    space: ItemSpace,
-    split: TimeSplit,
-    at_cut: frozenset[str],
-    queries: dict[str, QueryFn],
-    seed: int,
-    console: Console,
-) -> tuple[CodebookCold | None, str | None]:
-    """The codebook's cold figures, or why they could not be had (then: the content scorer)."""
-    if not queries or not split.cold_targets:
-        return None, "no memory variant or no cold target to query the codebook with"
-    try:
-        return codebook_cold(space, split, at_cut, queries, seed), None
-    except Exception as exc:  # another piece of work, still moving: fall back, say why
-        console.print(f"[yellow]item codebook unavailable, cold items by the content scorer: "
-                      f"{exc!r}[/]")  # fmt: skip
-        return None, repr(exc)
-
-
-def _ease_recent(
-    cut: TimeSplit,
-    space: ItemSpace,
-    tiered: dict[str, dict[str, MemoryVectors]],
-    ranker: EaseRanker,
-) -> tuple[ScoreFn, dict[str, Any]]:
-    """EASE over each user's recent events as the memory returns them: the event tier of the
-    first tiered run, read as of the target (else the training split's, and it says so)."""
-    cfg = ranker.config
-    source = next(iter(tiered), None)
-    if source is not None:
-        memories, origin = tiered[source], f"event tier of {source}, read as of each target"
-    else:
-        memories, origin = event_memories(cut, space, cfg.window), "training split"
-    empty = MemoryVectors.empty(space.vectors.shape[1])
-
-    def score(user: str) -> npt.NDArray[np.float64]:
-        return ranker.scores([item for item, _ in memories.get(user, empty).evidence])
-
-    extra = {"events_from": origin, "l2": cfg.l2, "window": cfg.window,
-             "half_life_events": cfg.half_life_events}  # fmt: skip
-    return score, extra

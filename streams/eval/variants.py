@@ -13,12 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from streams.eval.cold import QueryFn
 from streams.eval.collab import CollabPool, popularity_counts
+from streams.eval.ease import EaseRanker
 from streams.eval.ranking import RankingMetrics, summarize, target_rank
 from streams.eval.scorer import ItemSpace, MemoryVectors, ReferenceScorer, event_memory
 from streams.eval.split import Row, TimeSplit
@@ -28,6 +30,7 @@ __all__ = [
     "Ranked",
     "ScoreFn",
     "content_queries",
+    "ease_recent_scores",
     "event_memories",
     "memory_scores_fn",
     "popularity_scores",
@@ -159,3 +162,27 @@ def content_queries(scorer: ReferenceScorer, memories: Mapping[str, MemoryVector
     """q_C per user (empty memory: zero): what the content codebook is queried with."""
     empty = MemoryVectors.empty(scorer.space.vectors.shape[1])
     return lambda user: scorer.content_query(memories.get(user, empty))
+
+
+def ease_recent_scores(
+    cut: TimeSplit,
+    space: ItemSpace,
+    tiered: dict[str, dict[str, MemoryVectors]],
+    ranker: EaseRanker,
+) -> tuple[ScoreFn, dict[str, Any]]:
+    """EASE over each user's recent events as the memory returns them: the event tier of the
+    first tiered run, read as of the target (else the training split's, and it says so)."""
+    cfg = ranker.config
+    source = next(iter(tiered), None)
+    if source is not None:
+        memories, origin = tiered[source], f"event tier of {source}, read as of each target"
+    else:
+        memories, origin = event_memories(cut, space, cfg.window), "training split"
+    empty = MemoryVectors.empty(space.vectors.shape[1])
+
+    def score(user: str) -> npt.NDArray[np.float64]:
+        return ranker.scores([item for item, _ in memories.get(user, empty).evidence])
+
+    extra = {"events_from": origin, "l2": cfg.l2, "window": cfg.window,
+             "half_life_events": cfg.half_life_events}  # fmt: skip
+    return score, extra

@@ -44,15 +44,27 @@ def wait_until(
     timeout_s: float,
     what: str,
     tick: Callable[[], None] | None = None,
+    progress: Callable[[], float] | None = None,
 ) -> None:
-    """Poll ``done`` every 0.2 s; RuntimeError (with the worker's log) on exit or timeout."""
+    """Poll ``done`` every 0.2 s; RuntimeError (with the worker's log) on exit or timeout.
+
+    With ``progress`` the timeout guards a stall, not the whole wait: every rise of
+    ``progress()`` restarts it, so a worker sharing the cores with another run takes the
+    time it needs, and one that stops moving still fails after ``timeout_s``.
+    """
     deadline = time.monotonic() + timeout_s
+    seen = progress() if progress is not None else 0.0
     while not done():
         if worker.proc.poll() is not None:
             raise RuntimeError(f"the worker exited ({worker.proc.returncode}) {what}:\n"
                                f"{worker.log_tail()}")  # fmt: skip
+        if progress is not None and (now := progress()) > seen:
+            seen, deadline = now, time.monotonic() + timeout_s
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout_s:.0f}s {what}:\n{worker.log_tail()}")
+            stalled = "without progress " if progress is not None else ""
+            raise RuntimeError(
+                f"timed out after {timeout_s:.0f}s {stalled}{what}:\n{worker.log_tail()}"
+            )
         if tick is not None:
             tick()
         time.sleep(0.2)
