@@ -215,6 +215,9 @@ def run_eval(
             tiered = TieredRuns([n for n in TIERED if n in chosen], start, status_for,
                                 concurrent_runs)  # fmt: skip
             stack.enter_context(tiered)
+            for name in chosen if TIERED.keys() & set(chosen) else ():
+                if name in SASREC_VARIANTS:
+                    sasrec.warm(name)
             for name in chosen:
                 status(name, None, None)
                 mark = time.monotonic()

@@ -45,6 +45,8 @@ class SasrecRunner:
     cache_dir: Path
     status: Status
     _served: tuple[Served, str] | None = field(default=None, init=False)
+    # Variants warmed while the workers replayed: whether their model came from the cache.
+    _warmed: dict[str, bool] = field(default_factory=dict, init=False)
 
     def run(
         self, name: str, runs: Mapping[str, TieredRun]
@@ -63,6 +65,9 @@ class SasrecRunner:
         trained = sasrec_variant(name, self.split, self.space.index, self._served[0], memory_at,
                                  self.cache_dir, self.config, epoch_done)  # fmt: skip
         extra = trained.details | {"events_from": self._served[1]}
+        if name in self._warmed:  # trained (or loaded) by ``warm``, beside the workers
+            extra["loaded_from_cache"] = self._warmed[name]
+            extra["trained_beside_the_workers"] = not self._warmed[name]
         if SASREC_VARIANTS[name][1] and source is not None:
             extra["memory_from"] = source
             extra["memory_withheld_at_test"] = {
@@ -70,6 +75,21 @@ class SasrecRunner:
                 for label, scores in trained.ablated.items()
             }
         return trained.score_fn(), extra, trained.infer_s
+
+    def warm(self, name: str) -> None:
+        """Train (or load) a variant that reads no memory while the tiered workers still
+        replay, so its training uses the cores they leave; ``run`` then loads it by hash."""
+        if SASREC_VARIANTS[name][1]:
+            return  # it trains on a run's memory: only once that run has ended
+
+        def epoch_done(epoch: int, loss: float, validation: float) -> None:
+            self.status(f"{name}: training beside the workers (validation {validation:.4f})",
+                        epoch, self.config.max_epochs)  # fmt: skip
+
+        history, _ = self._served_events({})
+        warmed = sasrec_variant(name, self.split, self.space.index, history, None,
+                                self.cache_dir, self.config, epoch_done)  # fmt: skip
+        self._warmed[name] = bool(warmed.details["loaded_from_cache"])
 
     def _figures(self, score: ScoreFn) -> dict[str, float]:
         split = self.split

@@ -102,6 +102,8 @@ def test_eval_writes_complete_sane_results(tmp_path: Path, llm_cache_dir: Path) 
         assert details["loss_last"] < details["loss_first"], name
         assert 1 <= details["best_epoch"] <= details["epochs_run"], name
         assert not details["loaded_from_cache"], name
+    for name in ("sasrec", "sasrec_short"):  # trained while the workers replayed
+        assert variants[name]["details"]["trained_beside_the_workers"], name
     memory_reader = variants["sasrec_short+memory"]["details"]
     assert memory_reader["memory_from"] == "tiered_fixed" and memory_reader["belief_keys"] > 0
     withheld = memory_reader["memory_withheld_at_test"]
