@@ -14,12 +14,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from memory_store.keys import join_key
+
 __all__ = ["ChangeNotice", "decode_notice", "decode_notices", "encode_notice", "encode_notices"]
 
 # Users per batched notice message: ~40 bytes each keeps a message far below 1 MB.
 MAX_USERS_PER_MESSAGE = 2000
-
-_SEP = "\x1f"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class ChangeNotice:
 
 def encode_notice(notice: ChangeNotice) -> tuple[bytes, bytes]:
     """(key, value) for the changes topic; the key keeps one user's notices in order."""
-    key = f"{notice.tenant}{_SEP}{notice.user_id}".encode()
+    key = join_key(notice.tenant, notice.user_id).encode()
     value = json.dumps(
         {"tenant": notice.tenant, "user_id": notice.user_id, "version": notice.version},
         separators=(",", ":"),

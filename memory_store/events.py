@@ -14,9 +14,12 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from memory_store.keys import ID_PATTERN
+
 __all__ = ["EventType", "Interaction", "Item", "parse_timestamp"]
 
-Id = Annotated[str, Field(min_length=1, max_length=256, strict=True)]
+# No control characters: ids are joined into stored keys (``memory_store.keys``).
+Id = Annotated[str, Field(min_length=1, max_length=256, strict=True, pattern=ID_PATTERN)]
 
 
 class EventType(StrEnum):

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from memory_store.events import Interaction
+from memory_store.keys import SEPARATOR
 
 __all__ = [
     "MAX_EVIDENCE",
@@ -67,7 +68,9 @@ def chunk_id_for(tenant: str, user_id: str, facet: str, key: str) -> str:
 
     Cached: every chunk construction checks its id, ~6 times per event on ingestion.
     """
-    raw = "\x1f".join((tenant, user_id, facet, key)).encode("utf-8")
+    # Tenant and user ids cannot hold the separator (``memory_store.keys``): one user's
+    # topics are the only parts that could, and they cannot collide across users.
+    raw = SEPARATOR.join((tenant, user_id, facet, key)).encode("utf-8")
     return hashlib.sha1(raw, usedforsecurity=False).hexdigest()
 
 

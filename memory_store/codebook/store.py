@@ -29,6 +29,7 @@ from torch import Tensor
 from memory_store.codebook.index import Address, CodeIndex
 from memory_store.codebook.item2vec import ItemVectors
 from memory_store.codebook.model import FacetSpec, MultiFacetIndexModel
+from memory_store.keys import join_key
 from memory_store.lance.db import (
     CLEANUP_OLDER_THAN,
     compact,
@@ -148,7 +149,7 @@ class CodebookStore:
         buffer = io.BytesIO()
         torch.save(model.state_dict(), buffer)
         row = {
-            _MODEL_KEY: f"{tenant}\x1f{version:012d}",
+            _MODEL_KEY: join_key(tenant, f"{version:012d}"),
             "tenant": tenant,
             "version": version,
             "config": json.dumps({**model.config(), "extra": extra}, sort_keys=True),
@@ -188,7 +189,7 @@ class CodebookStore:
                 cut = slice(start, start + len(items))
                 batch = pa.Table.from_arrays(
                     [
-                        pa.array([f"{tenant}\x1f{part.facet}\x1f{i}" for i in items]),
+                        pa.array([join_key(tenant, part.facet, i) for i in items]),
                         pa.array([tenant] * len(items)),
                         pa.array([part.facet] * len(items)),
                         pa.array(items),

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from memory_store.events import Item
+from memory_store.keys import join_key
 from memory_store.lance.db import (
     CLEANUP_OLDER_THAN,
     compact,
@@ -69,7 +70,7 @@ class ItemCatalogue(Protocol):
 
 
 def _key(tenant: str, item_id: str) -> str:
-    return f"{tenant}\x1f{item_id}"
+    return join_key(tenant, item_id)
 
 
 def _to_table(items: Sequence[Item]) -> pa.Table:

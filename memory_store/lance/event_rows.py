@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic_core import to_json
 
+from memory_store.keys import join_key
 from memory_store.store import EventRecord
 
 __all__ = ["EVENT_KEY", "EVENT_SCHEMA", "event_key", "events_to_table", "time_then_stream_order"]
@@ -41,7 +42,7 @@ EVENT_SCHEMA = pa.schema(
 
 def event_key(tenant: str, event_id: str) -> str:
     """The stored key of an event: tenant and id, joined by a unit separator."""
-    return f"{tenant}\x1f{event_id}"
+    return join_key(tenant, event_id)
 
 
 def time_then_stream_order(row: Mapping[str, Any]) -> tuple[float, bool, int, int, str]:

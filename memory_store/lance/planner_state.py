@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from memory_store.keys import join_key
 from memory_store.lance.db import (
     CLEANUP_OLDER_THAN,
     compact,
@@ -61,7 +62,7 @@ class PlannerStateStore(Protocol):
 
 
 def _state_key(key: UserKey) -> str:
-    return f"{key[0]}\x1f{key[1]}"
+    return join_key(*key)
 
 
 class LancePlannerState:

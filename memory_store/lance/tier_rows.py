@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from memory_store.events import EventType, Interaction
+from memory_store.keys import join_key
 from memory_store.tiers import ChangeRecord, Polarity, PreferenceChunk, Profile
 
 __all__ = [
@@ -75,12 +76,12 @@ CHANGE_SCHEMA = pa.schema(
 
 def chunk_key(tenant: str, chunk_id: str) -> str:
     """The stored key of a chunk: tenant and chunk id, joined by a unit separator."""
-    return f"{tenant}\x1f{chunk_id}"
+    return join_key(tenant, chunk_id)
 
 
 def profile_key(tenant: str, user_id: str) -> str:
     """The stored key of a profile: one row per tenant and user."""
-    return f"{tenant}\x1f{user_id}"
+    return join_key(tenant, user_id)
 
 
 def embedding_dimension(chunks: Iterable[PreferenceChunk]) -> int | None:

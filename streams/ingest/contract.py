@@ -31,6 +31,7 @@ class RejectReason(StrEnum):
     WRONG_TYPE = "wrong_type"
     UNKNOWN_TYPE = "unknown_type"
     EMPTY_ID = "empty_id"
+    BAD_ID = "bad_id"  # a control character: ids are joined into stored keys
     BAD_TIMESTAMP = "bad_timestamp"
     FUTURE_TIMESTAMP = "future_timestamp"
     TENANT_NOT_ALLOWED = "tenant_not_allowed"
@@ -100,6 +101,8 @@ def _classify(exc: ValidationError) -> Rejection:
         reason = RejectReason.MISSING_FIELD
     elif field in _ID_FIELDS and kind == "string_too_short":
         reason = RejectReason.EMPTY_ID
+    elif field in _ID_FIELDS and kind == "string_pattern_mismatch":
+        reason, detail = RejectReason.BAD_ID, f"{field}: holds a control character"
     elif field == "type" and kind == "enum":
         reason = RejectReason.UNKNOWN_TYPE
     elif field == "ts" and kind == "value_error":

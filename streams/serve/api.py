@@ -20,6 +20,7 @@ from fastapi.security import APIKeyHeader
 
 from memory_store.candidates import CodebookUnavailableError
 from memory_store.codebook.item_codebook import ItemCodebook, UnknownTenantError
+from memory_store.keys import ID_PATTERN
 from memory_store.reader import MemoryReader, UnknownItemError
 from streams.serve.models import (
     MAX_K,
@@ -52,7 +53,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-Id = Annotated[str, Path(min_length=1, max_length=256)]
+Id = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
 
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The tenant's API key.")
 

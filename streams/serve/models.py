@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from memory_store.keys import ID_PATTERN
+
 __all__ = [
     "MAX_K",
     "MAX_USERS",
@@ -77,7 +79,7 @@ class MemoriesIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_ids: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+    user_ids: list[Annotated[str, Field(min_length=1, max_length=256, pattern=ID_PATTERN)]] = Field(
         min_length=1, max_length=MAX_USERS
     )
     k: int = Field(default=10, ge=0, le=MAX_K)

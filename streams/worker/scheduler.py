@@ -23,6 +23,8 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from kafka.partitioner.default import murmur2
 
+from memory_store.keys import join_key
+
 __all__ = ["PlanScheduler", "ScheduledOp", "partition_for"]
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ class ScheduledOp:
     @property
     def job_id(self) -> str:
         """One job per (user, operation): a newer plan replaces the older schedule."""
-        return f"{self.tenant}\x1f{self.user_id}\x1f{self.op}"
+        return join_key(self.tenant, self.user_id, self.op)
 
 
 # The running scheduler's callback: jobs are stored by reference to ``_fire``, a module

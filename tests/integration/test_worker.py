@@ -94,6 +94,7 @@ def test_bad_events_go_to_the_dead_letter_topic_and_good_ones_around_them_land(
         (json.dumps({**interaction(9005), "ts": 9_999_999_999}).encode(), "future_timestamp"),
         (json.dumps({**interaction(9006), "text": "x" * 70_000}).encode(), "oversized"),
         (json.dumps(interaction(9007, tenant="intruder")).encode(), "tenant_not_allowed"),
+        (json.dumps({**interaction(9008), "event_id": "x\x1fy"}).encode(), "bad_id"),
     ]  # fmt: skip
     values = encode(good)
     for j, (raw, _) in enumerate(bad):  # spread the bad ones between good ones

@@ -250,3 +250,14 @@ def test_as_of_reads_the_memory_as_it_stood_then(client: TestClient) -> None:
 def test_a_bad_as_of_is_422(client: TestClient, as_of: str) -> None:
     response = client.get(MEMORY.format("acme", "u1"), params={"as_of": as_of}, headers=ACME)
     assert response.status_code == 422
+
+
+@pytest.mark.parametrize("user", ["u1%1Fx", "u%00", "x%0Ay"])
+def test_an_id_with_a_control_character_is_422_never_a_forged_key(
+    client: TestClient, user: str
+) -> None:
+    """Stored keys join tenant and id with \\x1f: an id holding it could name another
+    tenant's row, so it is refused before any read."""
+    assert client.get(MEMORY.format("acme", user), headers=ACME).status_code == 422
+    body = {"user_ids": ["u1", "u1\x1fx"]}
+    assert client.post(MEMORIES.format("acme"), headers=ACME, json=body).status_code == 422

@@ -15,7 +15,8 @@ from memory_store.change_notice import (
     encode_notices,
 )
 
-ids = st.text(min_size=1, max_size=12)
+# Ids as the contract admits them (no control characters: ``memory_store.keys``).
+ids = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=12)
 notices = st.lists(st.builds(ChangeNotice, ids, ids, st.integers(0, 2**62)), max_size=60)
 
 

@@ -68,7 +68,7 @@ def test_concurrency_below_one_is_refused() -> None:
 class _Alive:
     """Stands in for a running worker process: never exits, no log."""
 
-    class proc:  # noqa: N801  (mirrors subprocess.Popen's attribute)
+    class proc:  # mirrors subprocess.Popen's attribute
         returncode = None
 
         @staticmethod
