@@ -26,6 +26,7 @@ from memory_store.change_notice import ChangeNotice, encode_notices
 from streams.ingest.batch import Consumed, DeadLetter, dead_letter_headers
 from streams.kafka.options import faust_options
 from streams.settings import Settings
+from streams.worker.health import HEARTBEAT_S, Health
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.planner_loop import PlannerLoop
 from streams.worker.writer.client import MemoryWriter
@@ -83,6 +84,8 @@ class IngestWorker:
         self._items_dlq = self.raw_topic(settings.topic_items_dlq)
         self._changes = self.raw_topic(settings.topic_changes)
         self.app.timer(settings.compact_every_s)(self._compact_on_timer)
+        self.health = Health(self.metrics)  # /healthz and /readyz (``streams.worker.health``)
+        self.app.timer(HEARTBEAT_S)(self._heartbeat)
         self.planner = PlannerLoop(self)
         every = settings.round_idle_s / 2 if settings.event_rounds else settings.maintain_every_s
         self.app.timer(every)(self._plan_on_timer)
@@ -307,6 +310,9 @@ class IngestWorker:
                 m.codebook_leaf_size.labels(f.tenant, f.facet, quantile).set(size)
             if f.churn is not None:
                 m.codebook_churn.labels(f.tenant, f.facet).set(f.churn)
+
+    async def _heartbeat(self) -> None:
+        self.health.beat()
 
     async def _compact_on_timer(self) -> None:
         self._schedule_compaction()

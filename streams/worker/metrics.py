@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["WorkerMetrics"]
 
@@ -227,7 +227,3 @@ class WorkerMetrics:
             ["tenant", "facet"],
             registry=r,
         )
-
-    def serve(self, port: int) -> None:
-        """Expose ``/metrics`` over HTTP on all interfaces."""
-        start_http_server(port, registry=self.registry)

@@ -11,6 +11,7 @@ import uvloop
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.worker.app import IngestWorker
+from streams.worker.health import serve_health_and_metrics
 
 __all__ = ["run_worker"]
 
@@ -27,5 +28,5 @@ def run_worker(settings: Settings) -> None:
     ensure_topics(settings)
     worker = IngestWorker(settings)
     if settings.metrics_port:
-        worker.metrics.serve(settings.metrics_port)
+        serve_health_and_metrics(worker.health, settings.metrics_port)
     faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,10 @@ def test_events_land_exactly_once_and_a_replay_adds_nothing(
     assert metrics[W] == n
     assert metrics[D] == n
     assert metrics["beliefstream_agent_alive"] == 1
+    for probe in ("healthz", "readyz"):  # what Kubernetes and compose ask (deploy/)
+        url = f"http://127.0.0.1:{worker.settings.metrics_port}/{probe}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200, probe
     assert metrics['beliefstream_compactions_total{outcome="ok"}'] >= 1
     assert metrics["beliefstream_last_write_timestamp_seconds"] > 0
     assert metrics["beliefstream_batch_write_seconds_count"] >= 2
