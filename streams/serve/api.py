@@ -22,6 +22,7 @@ from memory_store.candidates import CodebookUnavailableError
 from memory_store.codebook.item_codebook import ItemCodebook, UnknownTenantError
 from memory_store.keys import ID_PATTERN
 from memory_store.reader import MemoryReader, UnknownItemError
+from streams.serve.metrics import ServeMetrics, instrument
 from streams.serve.models import (
     MAX_K,
     CandidatesOut,
@@ -78,9 +79,12 @@ def _authoriser(api_keys: Mapping[str, str]) -> Callable[..., Awaitable[None]]:
 _AS_OF = "Point-in-time read: the memory as it stood at this event time (epoch s)."
 
 
-def create_app(reader: MemoryReader, api_keys: Mapping[str, str]) -> FastAPI:
+def create_app(
+    reader: MemoryReader, api_keys: Mapping[str, str], metrics: ServeMetrics | None = None
+) -> FastAPI:
     """The read API over ``reader``; ``api_keys`` maps each key to the tenant it may read."""
     app = FastAPI(title="beliefstream memory", version="1")
+    instrument(app, metrics or ServeMetrics())
     guard = [Depends(_authoriser(dict(api_keys)))]
 
     @app.get("/healthz", response_model=HealthOut)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from streams.serve.metrics import ServeMetrics
 from streams.worker.metrics import WorkerMetrics
 
 pytestmark = pytest.mark.deploy
@@ -56,8 +57,9 @@ def test_every_alert_has_a_firing_and_a_silent_case() -> None:
         assert cases.get(alert["alert"]) == {True, False}, alert["alert"]
 
 
-def test_the_rules_name_only_metrics_the_worker_exports() -> None:
-    exported = {m.name for m in WorkerMetrics().registry.collect()}
+def test_the_rules_name_only_metrics_the_worker_and_the_read_service_export() -> None:
+    registries = (WorkerMetrics().registry, ServeMetrics().registry)
+    exported = {m.name for registry in registries for m in registry.collect()}
     named = set(re.findall(r"beliefstream_[a-z_]+", RULES.read_text()))
     # A histogram's series end in _bucket, a counter's in _total; collect() names neither.
     missing = {n for n in named if re.sub(r"_(bucket|total)$", "", n) not in exported}

@@ -261,3 +261,15 @@ def test_an_id_with_a_control_character_is_422_never_a_forged_key(
     assert client.get(MEMORY.format("acme", user), headers=ACME).status_code == 422
     body = {"user_ids": ["u1", "u1\x1fx"]}
     assert client.post(MEMORIES.format("acme"), headers=ACME, json=body).status_code == 422
+
+
+def test_metrics_time_each_route_by_its_template_without_a_key(client: TestClient) -> None:
+    assert client.get(MEMORY.format("acme", "u1"), headers=ACME).status_code == 200
+    assert client.get(MEMORY.format("acme", "u1"), headers={}).status_code == 401
+    text = client.get("/metrics").text  # no key: no user data in it
+    route = "/v1/tenants/{tenant}/users/{user_id}/memory"
+    for status in ("200", "401"):
+        line = f'beliefstream_read_request_seconds_count{{route="{route}",status="{status}"}} 1.0'
+        assert line in text, status
+    assert "u1" not in text  # a series per template, never per user
+    assert "/metrics" not in client.get("/openapi.json").json()["paths"]
