@@ -27,10 +27,17 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/deptry .
 
-# The validators of deploy/ that PyPI does not carry: promtool from Debian's prometheus.
-tools:
+# What the tests run beside the project: promtool (Debian's prometheus: deploy/'s rules and a
+# real Prometheus server) and moto_server (an S3-compatible store, in its own venv).
+TOOLS := .venv-tools
+tools: $(TOOLS)/.installed
 	command -v promtool >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+
+$(TOOLS)/.installed: requirements-tools.lock
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --disable-pip-version-check -r requirements-tools.lock
+	touch $@
 
 test: lint tools
 	$(BIN)/pytest -q
@@ -42,4 +49,4 @@ eval: $(STAMP)
 	$(BIN)/beliefstream eval --dataset ml-1m --json eval-results/ml-1m/eval.json
 
 clean:
-	rm -rf $(VENV) data bench-results  # eval-results/ holds the JSON the README cites: kept
+	rm -rf $(VENV) $(TOOLS) data bench-results  # eval-results/ holds the JSON the README cites: kept

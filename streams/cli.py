@@ -97,7 +97,9 @@ def memory_show(
     from memory_store.lance.store import open_store
     from streams.tools.show import print_memory
 
-    memory = open_store(Settings().lancedb_uri).read_user(tenant, user, limit)
+    settings = Settings()
+    settings.apply_storage()
+    memory = open_store(settings.lancedb_uri).read_user(tenant, user, limit)
     if as_json:
         typer.echo(json.dumps(memory_json(memory), default=str))
     else:

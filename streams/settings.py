@@ -14,12 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.ingest.contract import Limits
 
-__all__ = ["CodebookSettings", "Settings", "reveal"]
+__all__ = ["CodebookSettings", "Settings", "StorageSettings", "reveal"]
 
 
 class CodebookSettings(BaseModel):
@@ -54,6 +54,34 @@ class CodebookSettings(BaseModel):
     belief_depth: int = Field(default=0, ge=0)
 
 
+class StorageSettings(BaseModel):
+    """The S3-compatible object store behind an ``s3://`` LanceDB URI: explicit endpoint
+    and credentials (``BELIEFSTREAM_STORAGE_ENDPOINT``, ``..._ACCESS_KEY_ID``,
+    ``..._SECRET_ACCESS_KEY``, ``..._REGION``, ``..._ALLOW_HTTP``).
+
+    Never the default AWS credential chain: it probes instance-metadata addresses off
+    this machine and takes whatever keys the host happens to hold.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    endpoint: str | None = None  # e.g. http://minio:9000; None: AWS S3 itself
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    allow_http: bool = False  # a plain-http endpoint (a store on loopback or in the cluster)
+
+    def lance_options(self) -> dict[str, str]:
+        """LanceDB's ``storage_options`` (the object_store crate's key names)."""
+        options = {"aws_region": self.region, "allow_http": str(self.allow_http).lower()}
+        if self.endpoint:
+            options["aws_endpoint"] = self.endpoint
+        if self.access_key_id and self.secret_access_key is not None:
+            options["aws_access_key_id"] = self.access_key_id
+            options["aws_secret_access_key"] = self.secret_access_key.get_secret_value()
+        return options
+
+
 class Settings(BaseSettings):
     """Broker, topics, storage, batching, limits and metrics of one worker."""
 
@@ -84,6 +112,7 @@ class Settings(BaseSettings):
 
     # Storage: a local path or an object-store URI (s3://...) for LanceDB.
     lancedb_uri: str = "./data/lancedb"
+    storage: StorageSettings = StorageSettings()
 
     # "batch": an aiokafka batch consumer inside the Faust app (fast path, group <app_id>-ingest);
     # "faust-agent": a Faust agent with take_events (group <app_id>).
@@ -171,6 +200,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _object_store_has_credentials(self) -> Settings:
+        if self.lancedb_uri.startswith("s3://") and (
+            not self.storage.access_key_id or self.storage.secret_access_key is None
+        ):
+            raise ValueError(
+                "an s3:// LanceDB URI needs BELIEFSTREAM_STORAGE_ACCESS_KEY_ID and "
+                "BELIEFSTREAM_STORAGE_SECRET_ACCESS_KEY (the default credential chain is not used)"
+            )
+        return self
+
+    def apply_storage(self) -> None:
+        """Give this process's LanceDB connections the object store's options; every
+        process that opens the memory (worker, writer, read service) calls it at start."""
+        from memory_store.lance.db import configure_storage
+
+        configure_storage(self.storage.lance_options())
 
     @property
     def job_store_url(self) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 from streams.settings import Settings
 from streams.tools.broker import Broker, start_broker
+from tests.object_store import ObjectStore, start_object_store
 
 _names = itertools.count()
 
@@ -18,6 +19,16 @@ _names = itertools.count()
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Broker]:
     started = start_broker()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def object_store() -> Iterator[ObjectStore]:
+    """One S3-compatible server on loopback for the whole session (a bucket per test)."""
+    started = start_object_store()
     try:
         yield started
     finally:

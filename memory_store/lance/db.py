@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ __all__ = [
     "CLEANUP_OLDER_THAN",
     "OpenTables",
     "compact",
+    "configure_storage",
     "connect",
     "open_or_create",
     "open_or_create_keyed",
@@ -50,13 +51,30 @@ def _session() -> Any:
     return lancedb.Session(INDEX_CACHE_BYTES, METADATA_CACHE_BYTES)
 
 
+# Endpoint and credentials for object-store URIs, set once per process (``configure_storage``).
+_storage_options: dict[str, str] = {}
+
+
+def configure_storage(options: Mapping[str, str]) -> None:
+    """The object store's options (endpoint, region, credentials) for every later
+    ``connect`` to an object-store URI in this process; local paths ignore them."""
+    _storage_options.clear()
+    _storage_options.update(options)
+
+
 def connect(uri: str) -> Any:
     """A connection to the memory at ``uri`` (a path or an object-store URI).
 
     Reads see every commit at once (``read_consistency_interval=0``): the
     writer, the planner and the reader of one process share no cache to go stale.
     """
-    return lancedb.connect(uri, read_consistency_interval=timedelta(0), session=_session())
+    options = dict(_storage_options) if "://" in uri else None
+    if uri.startswith("s3://") and options is not None and "aws_access_key_id" not in options:
+        # Never the default credential chain: it probes addresses off this machine.
+        raise ValueError(f"no object-store credentials configured for {uri} "
+                         "(BELIEFSTREAM_STORAGE_ACCESS_KEY_ID / _SECRET_ACCESS_KEY)")  # fmt: skip
+    return lancedb.connect(uri, read_consistency_interval=timedelta(0), session=_session(),
+                           storage_options=options)  # fmt: skip
 
 
 def open_table(db: Any, name: str) -> Any | None:

@@ -194,6 +194,7 @@ def serve(settings: Settings) -> None:
     from streams.serve.change_feed import ChangeFeed
 
     logging.basicConfig(level=settings.log_level)
+    settings.apply_storage()
     if not settings.api_keys:
         log.warning("no API keys configured (BELIEFSTREAM_API_KEYS): every request gets 401")
     embedder = MiniLMEmbedder()

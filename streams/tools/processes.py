@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from streams.settings import Settings
 
@@ -27,21 +27,31 @@ _SAMPLE = re.compile(r"^(beliefstream_[a-z_]+(?:\{[^}]*\})?) (\S+)$", re.M)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """This process's environment plus ``settings`` spelled as BELIEFSTREAM_* variables."""
+    """This process's environment plus ``settings`` spelled as BELIEFSTREAM_* variables
+    (a nested model's fields by their flat names, e.g. BELIEFSTREAM_STORAGE_ENDPOINT)."""
     env = {**os.environ}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):  # the child needs the secret itself
-            value = value.get_secret_value()
-        elif isinstance(value, frozenset):
-            value = ",".join(sorted(value))
-        elif isinstance(value, tuple):
-            value = ",".join(value)
-        elif isinstance(value, dict):
-            value = json.dumps(value)
-        env[f"BELIEFSTREAM_{name.upper()}"] = str(value)
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, BaseModel):
+            for sub in type(value).model_fields:
+                _put(env, f"BELIEFSTREAM_{name.upper()}_{sub.upper()}", getattr(value, sub))
+        else:
+            _put(env, f"BELIEFSTREAM_{name.upper()}", value)
     return env
+
+
+def _put(env: dict[str, str], name: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, SecretStr):  # the child needs the secret itself
+        value = value.get_secret_value()
+    elif isinstance(value, frozenset):
+        value = ",".join(sorted(value))
+    elif isinstance(value, tuple):
+        value = ",".join(value)
+    elif isinstance(value, dict):
+        value = json.dumps(value)
+    env[name] = str(value)
 
 
 class WorkerProcess:

@@ -22,6 +22,7 @@ def run_worker(settings: Settings) -> None:
     A crashed agent exits the process with a non-zero status (see ``IngestWorker._die``);
     a graceful stop commits only offsets whose events are already stored.
     """
+    settings.apply_storage()
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.set_event_loop(asyncio.new_event_loop())
     logging.basicConfig(level=settings.log_level)

@@ -49,17 +49,17 @@ def test_sasl_options_pass_through() -> None:
         security_protocol="SASL_PLAINTEXT",
         sasl_mechanism="SCRAM-SHA-512",
         sasl_username="svc",
-        sasl_password="secret",
+        sasl_password="hunter2-sasl",
         _env_file=None,  # type: ignore[call-arg]
     )
     assert s.kafka_client_options() == {
         "security_protocol": "SASL_PLAINTEXT",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "svc",
-        "sasl_plain_password": "secret",
+        "sasl_plain_password": "hunter2-sasl",
     }
     assert s.aiokafka_options() == s.kafka_client_options()
-    assert "secret" not in repr(s) and "secret" not in s.model_dump_json()
+    assert "hunter2" not in repr(s) and "hunter2" not in s.model_dump_json()
 
 
 def test_nested_settings_read_the_flat_names_and_secrets_reach_a_child(
@@ -68,11 +68,21 @@ def test_nested_settings_read_the_flat_names_and_secrets_reach_a_child(
     monkeypatch.setenv("BELIEFSTREAM_CODEBOOK_MIN_ITEMS", "40")
     monkeypatch.setenv("BELIEFSTREAM_CODEBOOK_ENABLED", "false")
     monkeypatch.setenv("BELIEFSTREAM_LLM_API_KEY", "k-123")
+    monkeypatch.setenv("BELIEFSTREAM_STORAGE_ENDPOINT", "http://minio:9000")
+    monkeypatch.setenv("BELIEFSTREAM_STORAGE_ACCESS_KEY_ID", "ak")
+    monkeypatch.setenv("BELIEFSTREAM_STORAGE_SECRET_ACCESS_KEY", "sk-456")
     s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.storage.lance_options() == {
+        "aws_region": "us-east-1", "allow_http": "false", "aws_endpoint": "http://minio:9000",
+        "aws_access_key_id": "ak", "aws_secret_access_key": "sk-456",
+    }  # fmt: skip
+    assert "sk-456" not in repr(s)
     assert (s.codebook.min_items, s.codebook.enabled, s.codebook.refresh_s) == (40, False, 600.0)
     assert s.llm_api_key is not None and s.llm_api_key.get_secret_value() == "k-123"
     for name in ("BELIEFSTREAM_CODEBOOK_MIN_ITEMS", "BELIEFSTREAM_CODEBOOK_ENABLED",
-                 "BELIEFSTREAM_LLM_API_KEY"):  # fmt: skip
+                 "BELIEFSTREAM_LLM_API_KEY", "BELIEFSTREAM_STORAGE_ENDPOINT",
+                 "BELIEFSTREAM_STORAGE_ACCESS_KEY_ID",
+                 "BELIEFSTREAM_STORAGE_SECRET_ACCESS_KEY"):  # fmt: skip
         monkeypatch.delenv(name)
     # A child worker gets the settings as variables, the secret itself included ...
     for name, value in settings_env(s).items():

@@ -269,6 +269,7 @@ _child: WriterChild | None = None
 def open_child(settings: Settings) -> None:
     """Pool initializer: open the child's memory once, tie its life to the worker's."""
     global _child
+    settings.apply_storage()  # a spawned process: the parent's configuration is not inherited
     _child = WriterChild.open(settings)
     # Each batch allocates ~10 objects per event and keeps none: collect young
     # objects less often, and never rescan what start-up loaded (~15% per event).
