@@ -161,7 +161,10 @@ class MemoryReader:
                 raise ValueError("query text must not be empty")
             vector = self._embed_texts([query])[0]
         elif query is not None:
-            vector = unit_vector(query, self._dimension(), "query embedding")
+            raw = np.asarray(query, dtype=np.float64)
+            if raw.shape == (self._dimension(),) and not raw.any():
+                return []  # the zero vector points nowhere: nothing matches it
+            vector = unit_vector(raw, self._dimension(), "query embedding")
         else:
             vector = self._items_vector(tenant, () if item_ids is None else item_ids)
         if as_of is None:
@@ -283,6 +286,11 @@ class MemoryReader:
         elapsed = now - entry.last_seen
         factor = np.power(0.5, np.maximum(elapsed, 0.0) / self._params.half_life)
         return np.asarray(entry.strength * np.where(entry.decays, factor, 1.0), dtype=np.float64)
+
+    @property
+    def dimension(self) -> int:
+        """The length of the embeddings this reader's memory holds (and queries must have)."""
+        return self._dimension()
 
     def _dimension(self) -> int:
         if self._dim is None:

@@ -7,7 +7,6 @@ responses from them without the cache machinery.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,10 +46,13 @@ def unit_vector(vector: npt.ArrayLike, dim: int, what: str) -> Vector:
         raise ValueError(f"{what} must be a flat list of numbers, not of shape {arr.shape}")
     if arr.shape[0] != dim:
         raise ValueError(f"{what} has {arr.shape[0]} dimensions; the embedding dimension is {dim}")
-    norm = float(np.linalg.norm(arr))
-    if not math.isfinite(norm) or norm == 0.0:
+    if not np.isfinite(arr).all():
         raise ValueError(f"{what} must be finite and non-zero")
-    return (arr / norm).astype(np.float32)
+    scale = float(np.abs(arr).max(initial=0.0))  # scaled first: 1e200 squared overflows
+    if scale == 0.0:
+        raise ValueError(f"{what} must be finite and non-zero")
+    arr = arr / scale
+    return (arr / np.linalg.norm(arr)).astype(np.float32)
 
 
 def item_text(item: Item) -> str:

@@ -39,6 +39,7 @@ from memory_store.codebook.train import TrainReport
 from memory_store.codebook.upkeep import (
     FacetStats,
     Pending,
+    UnknownFacetError,
     UnknownTenantError,
     apply_rows,
     check_facets,
@@ -49,7 +50,7 @@ from memory_store.codebook.upkeep import (
     train_aligned,
 )
 
-__all__ = ["FacetStats", "ItemCodebook", "RefreshReport", "UnknownTenantError"]
+__all__ = ["FacetStats", "ItemCodebook", "RefreshReport", "UnknownFacetError", "UnknownTenantError"]
 
 _SYNC_OVERLAP_S = 5.0  # writers' clocks and commit delays: re-read this much behind
 

@@ -24,6 +24,7 @@ from memory_store.codebook.train import TrainConfig, TrainReport, train
 __all__ = [
     "FacetStats",
     "Pending",
+    "UnknownFacetError",
     "UnknownTenantError",
     "apply_rows",
     "check_facets",
@@ -42,10 +43,14 @@ class UnknownTenantError(LookupError):
         super().__init__(f"no item codebook for tenant {tenant!r}: fit or load it first")
 
 
+class UnknownFacetError(ValueError):
+    """A facet this tenant's codebook does not have (the facets are the codebook's own)."""
+
+
 def check_facets(model: MultiFacetIndexModel, facets: Iterable[str]) -> None:
     unknown = sorted(set(facets) - set(model.specs))
     if unknown:
-        raise ValueError(f"unknown facet(s) {unknown}; this codebook has {model.facets}")
+        raise UnknownFacetError(f"unknown facet(s) {unknown}; this codebook has {model.facets}")
 
 
 def checked_rows(

@@ -12,16 +12,26 @@ import hmac
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
-from memory_store.candidates import CodebookUnavailableError
-from memory_store.codebook.item_codebook import ItemCodebook, UnknownTenantError
+from memory_store.candidates import COLLAB, CONTENT, CodebookUnavailableError
+from memory_store.codebook.item_codebook import (
+    ItemCodebook,
+    UnknownFacetError,
+    UnknownTenantError,
+)
 from memory_store.keys import ID_PATTERN
 from memory_store.reader import MemoryReader, UnknownItemError
+from streams.serve.errors import (
+    MAX_BODY_BYTES,
+    install_error_handling,
+    invalid,
+    no_unknown_query,
+)
 from streams.serve.metrics import ServeMetrics, instrument
 from streams.serve.models import (
     MAX_K,
@@ -52,9 +62,15 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorOut, "description": "Missing or unknown X-API-Key."},
     403: {"model": ErrorOut, "description": "The key belongs to another tenant."},
 }
+_BODY_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorOut, "description": "A body that cannot be read (not UTF-8 JSON)."},
+    413: {"model": ErrorOut, "description": f"A request body over {MAX_BODY_BYTES} bytes."},
+}
 
 
 Id = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
+# The facets an item codebook may have; which of them a tenant's has is its own (404 if not).
+_FACETS = rf"^({CONTENT}|{COLLAB})(,({CONTENT}|{COLLAB}))*$"
 
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The tenant's API key.")
 
@@ -83,8 +99,10 @@ def create_app(
     reader: MemoryReader, api_keys: Mapping[str, str], metrics: ServeMetrics | None = None
 ) -> FastAPI:
     """The read API over ``reader``; ``api_keys`` maps each key to the tenant it may read."""
-    app = FastAPI(title="beliefstream memory", version="1")
+    app = FastAPI(title="beliefstream memory", version="1",
+                  dependencies=[Depends(no_unknown_query)])  # fmt: skip
     instrument(app, metrics or ServeMetrics())
+    install_error_handling(app)
     guard = [Depends(_authoriser(dict(api_keys)))]
 
     @app.get("/healthz", response_model=HealthOut)
@@ -108,15 +126,16 @@ def create_app(
             view = await run_in_threadpool(reader.get_user_memory, tenant, user_id, k)
         return MemoryOut.model_validate(view)
 
-    @app.post(_MEMORIES, response_model=MemoriesOut, dependencies=guard, responses=_ERRORS)
+    @app.post(_MEMORIES, response_model=MemoriesOut, dependencies=guard,
+              responses={**_ERRORS, **_BODY_ERRORS})  # fmt: skip
     def memories(tenant: Id, body: MemoriesIn) -> MemoriesOut:
         """``memory`` for many users at once (a ranker scoring a batch): one store read for
         every user not cached."""
-        reads = body.reads()
-        if reads is not None:
-            past = reader.get_user_memories_as_of(tenant, reads, body.k)
+        points = body.points()
+        if points is not None:
+            past = reader.get_user_memories_as_of(tenant, points, body.k)
             return MemoriesOut(tenant=tenant, memories=[MemoryOut.model_validate(v) for v in past])
-        views = reader.get_user_memories(tenant, body.user_ids, body.k)
+        views = reader.get_user_memories(tenant, body.user_ids or [], body.k)
         return MemoriesOut(
             tenant=tenant, memories=[MemoryOut.model_validate(v) for v in views.values()]
         )
@@ -125,7 +144,11 @@ def create_app(
         _RETRIEVE,
         response_model=RetrieveOut,
         dependencies=guard,
-        responses={**_ERRORS, 404: {"model": ErrorOut, "description": "Unknown item ids."}},
+        responses={
+            **_ERRORS,
+            **_BODY_ERRORS,
+            404: {"model": ErrorOut, "description": "Unknown item ids."},
+        },
     )
     def retrieve(tenant: Id, user_id: Id, body: RetrieveIn) -> RetrieveOut:
         """The k beliefs best matching a text, an embedding or items (cosine x strength)."""
@@ -134,8 +157,8 @@ def create_app(
             found = reader.retrieve(tenant, user_id, query, body.item_ids, body.k, body.as_of)
         except UnknownItemError as exc:
             raise HTTPException(404, str(exc)) from exc
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from exc
+        except ValueError as exc:  # e.g. an embedding of another dimension than the memory's
+            raise invalid(str(exc)) from exc
         chunks = [ScoredChunkOut.model_validate(c) for c in found]
         return RetrieveOut(tenant=tenant, user_id=user_id, chunks=chunks)
 
@@ -145,7 +168,10 @@ def create_app(
         dependencies=guard,
         responses={
             **_ERRORS,
-            404: {"model": ErrorOut, "description": "The tenant has no item codebook."},
+            404: {
+                "model": ErrorOut,
+                "description": "The tenant has no item codebook, or not that facet.",
+            },
             503: {"model": ErrorOut, "description": "The server has no item codebook."},
         },
     )
@@ -154,7 +180,7 @@ def create_app(
         user_id: Id,
         k: Annotated[int, Query(ge=0, le=MAX_K)] = 100,
         facets: Annotated[
-            list[str] | None,
+            list[Annotated[str, Query(pattern=_FACETS)]] | None,
             Query(description="Facets to query, repeated or comma-separated (default: all)."),
         ] = None,
     ) -> CandidatesOut:
@@ -165,13 +191,28 @@ def create_app(
             items = reader.candidates(tenant, user_id, k, wanted)
         except CodebookUnavailableError as exc:
             raise HTTPException(503, str(exc)) from exc
-        except UnknownTenantError as exc:
+        except (UnknownTenantError, UnknownFacetError) as exc:
             raise HTTPException(404, str(exc)) from exc
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from exc
         return CandidatesOut(tenant=tenant, user_id=user_id, items=items)
 
+    _exact_embedding_length(app, reader.dimension)
     return app
+
+
+def _exact_embedding_length(app: FastAPI, dimension: int) -> None:
+    """The schema names the embedding length this memory holds, so a query of another
+    length is refused by the schema as the server refuses it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            embedding = schema["components"]["schemas"]["RetrieveIn"]["properties"]["embedding"]
+            embedding["minItems"] = embedding["maxItems"] = dimension
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _follow(codebook: ItemCodebook, stop: threading.Event) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from memory_store.keys import ID_PATTERN
 
@@ -20,6 +21,7 @@ __all__ = [
     "MemoriesOut",
     "MemoryOut",
     "ProfileOut",
+    "ReadAt",
     "RetrieveIn",
     "RetrieveOut",
     "ScoredChunkOut",
@@ -74,36 +76,69 @@ class MemoryOut(_Out):
     events: list[EventOut] = Field(description="Recent events, newest first.")
 
 
-class MemoriesIn(BaseModel):
-    """Users of the path's tenant to read in one request, and how many chunks each."""
+UserId = Annotated[str, Field(min_length=1, max_length=256, pattern=ID_PATTERN)]
+
+
+class ReadAt(BaseModel):
+    """One user read as of one event time (a batch may read a user at several times)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    user_ids: list[Annotated[str, Field(min_length=1, max_length=256, pattern=ID_PATTERN)]] = Field(
-        min_length=1, max_length=MAX_USERS
-    )
+    user_id: UserId
+    as_of: EventTime
+
+
+def _one_batch(schema: dict[str, Any]) -> None:
+    """``user_ids`` (with at most one ``as_of`` for all) or ``reads``, said in the schema."""
+    schema["oneOf"] = [
+        {"required": ["user_ids"], "not": {"required": ["reads"]}},
+        {
+            "required": ["reads"],
+            "not": {"anyOf": [{"required": ["as_of"]}, {"required": ["user_ids"]}]},
+        },
+    ]
+    for name in ("user_ids", "reads", "as_of"):
+        schema["properties"][name].pop("default", None)
+
+
+class MemoriesIn(BaseModel):
+    """Users of the path's tenant to read in one request, and how many chunks each:
+    ``user_ids`` (now, or all as of one ``as_of``) or ``reads`` (each user at its own time)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_batch)
+
+    user_ids: (
+        Annotated[list[UserId], Field(min_length=1, max_length=MAX_USERS)] | SkipJsonSchema[None]
+    ) = None
+    reads: (
+        Annotated[list[ReadAt], Field(min_length=1, max_length=MAX_USERS)] | SkipJsonSchema[None]
+    ) = None
     k: int = Field(default=10, ge=0, le=MAX_K)
-    as_of: EventTime | list[EventTime] | None = Field(
+    as_of: EventTime | SkipJsonSchema[None] = Field(
         default=None,
-        description="Point-in-time read: one event time for every user, or one per user id "
-        "(then a user may appear again at another time). Omitted: the memory now.",
+        description="Point-in-time read of every user id at this event time. Omitted: now.",
     )
 
     @model_validator(mode="after")
-    def _one_time_per_user(self) -> MemoriesIn:
-        if isinstance(self.as_of, list) and len(self.as_of) != len(self.user_ids):
-            raise ValueError(
-                f"as_of holds {len(self.as_of)} times for {len(self.user_ids)} user ids"
-            )
+    def _user_ids_or_reads(self) -> MemoriesIn:
+        given = self.model_fields_set
+        if ("user_ids" in given) == ("reads" in given):
+            raise ValueError("give exactly one of user_ids or reads")
+        if "reads" in given and "as_of" in given:
+            raise ValueError("as_of goes with user_ids; each of reads carries its own")
+        nulls = [n for n in ("user_ids", "reads", "as_of")
+                 if n in given and getattr(self, n) is None]  # fmt: skip
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} may not be null")
         return self
 
-    def reads(self) -> list[tuple[str, float]] | None:
+    def points(self) -> list[tuple[str, float]] | None:
         """(user, t) pairs of a point-in-time read, in request order; None for a read now."""
+        if self.reads is not None:
+            return [(r.user_id, r.as_of) for r in self.reads]
         if self.as_of is None:
             return None
-        if isinstance(self.as_of, list):
-            return list(zip(self.user_ids, self.as_of, strict=True))
-        return [(u, self.as_of) for u in dict.fromkeys(self.user_ids)]
+        return [(u, self.as_of) for u in dict.fromkeys(self.user_ids or ())]
 
 
 class MemoriesOut(_Out):
@@ -119,28 +154,55 @@ class ScoredChunkOut(ChunkOut):
     score: float = Field(description="similarity x strength; chunks are sorted by it.")
 
 
+_QUERY_KEYS = ("query", "embedding", "item_ids")
+
+
+def _one_query(schema: dict[str, Any]) -> None:
+    """Exactly one of the three query keys, said in the schema as the server checks it;
+    keys that may be absent but never null carry no ``default: null``."""
+    schema["oneOf"] = [{"required": [key]} for key in _QUERY_KEYS]
+    for name in (*_QUERY_KEYS, "as_of"):
+        schema["properties"][name].pop("default", None)
+
+
 class RetrieveIn(BaseModel):
-    """Exactly one of ``query``, ``embedding`` and ``item_ids``, and how many chunks."""
+    """Exactly one of ``query``, ``embedding`` and ``item_ids``, and how many chunks.
 
-    model_config = ConfigDict(extra="forbid")
+    A key is given when it is present, so an explicit ``null`` is refused as the schema
+    refuses it (the three are not nullable there).
+    """
 
-    query: str | None = Field(default=None, min_length=1, max_length=4096)
-    embedding: list[float] | None = Field(default=None, min_length=1, max_length=8192)
-    item_ids: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
-        default=None, min_length=1, max_length=1000
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_query)
+
+    query: (
+        Annotated[str, Field(min_length=1, max_length=4096, pattern=r"\S")] | SkipJsonSchema[None]
+    ) = None
+    embedding: (
+        Annotated[list[float], Field(min_length=1, max_length=8192)] | SkipJsonSchema[None]
+    ) = None
+    item_ids: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=256)]],
+            Field(min_length=1, max_length=1000),
+        ]
+        | SkipJsonSchema[None]
+    ) = None
     k: int = Field(default=10, ge=0, le=MAX_K)
-    as_of: EventTime | None = Field(
+    as_of: EventTime | SkipJsonSchema[None] = Field(
         default=None, description="Match the beliefs held at this event time (epoch s)."
     )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> RetrieveIn:
-        given = [n for n in ("query", "embedding", "item_ids") if getattr(self, n) is not None]
+        given = [n for n in _QUERY_KEYS if n in self.model_fields_set]
         if len(given) != 1:
             raise ValueError(
                 f"give exactly one of query, embedding or item_ids (got {given or 'none'})"
             )
+        nulls = [n for n in ("query", "embedding", "item_ids", "as_of")
+                 if n in self.model_fields_set and getattr(self, n) is None]  # fmt: skip
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} may not be null")
         return self
 
 

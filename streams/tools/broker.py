@@ -17,6 +17,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.settings import StorageSettings
 
 __all__ = ["Broker", "free_port", "running_broker", "start_broker", "tansu_binary"]
 
@@ -63,8 +67,19 @@ class Broker:
                 self.process.wait(timeout)
 
 
-def start_broker(port: int = 0, host: str = "127.0.0.1", ready_timeout: float = 10.0) -> Broker:
-    """Start Tansu (memory storage) and return once it accepts connections."""
+def start_broker(
+    port: int = 0,
+    host: str = "127.0.0.1",
+    ready_timeout: float = 10.0,
+    log_uri: str | None = None,
+    storage: StorageSettings | None = None,
+) -> Broker:
+    """Start Tansu and return once it accepts connections.
+
+    Its log is in memory (lost when it stops) unless ``log_uri`` names an object-store
+    location (``s3://bucket/``, reached with ``storage``'s endpoint and keys): then a
+    broker started again on the same location has every topic and record.
+    """
     port = port or free_port(host)
     url = f"tcp://{host}:{port}"
     cmd = [
@@ -72,9 +87,18 @@ def start_broker(port: int = 0, host: str = "127.0.0.1", ready_timeout: float = 
         "broker",
         "--listener-url", url,
         "--advertised-listener-url", url,
-        "--storage-engine", "memory://tansu/",
+        "--storage-engine", log_uri or "memory://tansu/",
     ]  # fmt: skip
     env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+    if log_uri is not None:
+        if storage is None or not storage.access_key_id or storage.secret_access_key is None:
+            raise ValueError("a durable broker log needs the object store's endpoint and keys")
+        env |= {
+            "AWS_ACCESS_KEY_ID": storage.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": storage.secret_access_key.get_secret_value(),
+            "AWS_DEFAULT_REGION": storage.region,
+            "AWS_ALLOW_HTTP": str(storage.allow_http).lower(),
+        } | ({"AWS_ENDPOINT": storage.endpoint} if storage.endpoint else {})
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     broker = Broker(proc, host, port)
     deadline = time.monotonic() + ready_timeout

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from memory_store.codebook.item_codebook import ItemCodebook
 from memory_store.events import Item
 from memory_store.lance.catalogue import open_catalogue
 from memory_store.lance.store import open_store
@@ -30,6 +31,11 @@ RETRIEVE = "/v1/tenants/{}/users/{}/retrieve"
 
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
+    return TestClient(create_app(memory_reader(tmp_path), KEYS))
+
+
+def memory_reader(tmp_path: Path, codebook: ItemCodebook | None = None) -> MemoryReader:
+    """acme/u1: two beliefs, a profile and three events; globex/u1: one belief; one item."""
     store = open_store(str(tmp_path))
     profile = Profile("acme", "u1", "Enjoys Comedy.", (1.0,), 2, (("c", 1),), NOW)
     upserts = (chunk("acme", "u1", "comedy", 0.6), chunk("acme", "u1", "drama", 0.4))
@@ -44,8 +50,7 @@ def client(tmp_path: Path) -> TestClient:
     catalogue.write_items(
         [Item(tenant="acme", item_id="film", title="Film", attributes={"genres": "Drama"}, ts=0)]
     )
-    reader = MemoryReader(store, catalogue, fake_embed, clock=lambda: NOW)
-    return TestClient(create_app(reader, KEYS))
+    return MemoryReader(store, catalogue, fake_embed, clock=lambda: NOW, codebook=codebook)
 
 
 def test_health_needs_no_key(client: TestClient) -> None:
@@ -166,9 +171,33 @@ def test_a_wrong_embedding_dimension_is_422(client: TestClient) -> None:
         RETRIEVE.format("acme", "u1"), headers=ACME, json={"embedding": [0.5, 0.5]}
     )
     assert response.status_code == 422
-    assert response.json() == {
-        "detail": "query embedding has 2 dimensions; the embedding dimension is 8"
-    }
+    assert response.json() == {  # the schema's shape, as for every 422
+        "detail": [{"loc": ["body"], "type": "value_error",
+                    "msg": "query embedding has 2 dimensions; the embedding dimension is 8"}]
+    }  # fmt: skip
+
+
+def test_a_422_never_echoes_the_request_and_an_oversized_body_is_413(client: TestClient) -> None:
+    huge = {"query": "Drama", "colour": "x" * 500_000}
+    response = client.post(RETRIEVE.format("acme", "u1"), headers=ACME, json=huge)
+    assert response.status_code == 422 and len(response.content) < 2_000
+    assert "input" not in response.json()["detail"][0]
+    too_big = {"query": "Drama", "colour": "x" * 2_000_000}
+    response = client.post(RETRIEVE.format("acme", "u1"), headers=ACME, json=too_big)
+    assert response.status_code == 413 and response.json()["detail"].startswith("request body")
+    chunked = client.post(RETRIEVE.format("acme", "u1"), headers=ACME,
+                          content=iter([b"{" + b" " * 700_000] * 2 + [b"}"]))  # fmt: skip
+    assert chunked.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "body", [{"query": None}, {"query": "Drama", "embedding": None}, {"as_of": None, "query": "x"}]
+)
+def test_an_explicit_null_is_refused_as_the_schema_refuses_it(
+    client: TestClient, body: dict[str, Any]
+) -> None:
+    response = client.post(RETRIEVE.format("acme", "u1"), headers=ACME, json=body)
+    assert response.status_code == 422
 
 
 def test_unknown_items_are_404_and_name_the_items(client: TestClient) -> None:
@@ -221,7 +250,9 @@ def test_memories_reads_a_batch_in_request_order_within_the_keys_tenant(
 @pytest.mark.parametrize(
     "body", [{"user_ids": []}, {"user_ids": [""]}, {"user_ids": ["u1"], "k": -1}, {"k": 3},
              {"user_ids": ["u1"] * 1001}, {"user_ids": ["u1"], "extra": 1},
-             {"user_ids": ["u1", "u2"], "as_of": [1.0]}, {"user_ids": ["u1"], "as_of": "soon"}]
+             {"user_ids": ["u1", "u2"], "as_of": [1.0]}, {"user_ids": ["u1"], "as_of": "soon"},
+             {"reads": [{"user_id": "u1", "as_of": 1.0}], "as_of": 2.0},
+             {"reads": [{"user_id": "u1", "as_of": 1.0}], "user_ids": ["u1"]}, {"reads": []}]
 )  # fmt: skip
 def test_a_bad_batch_is_422(client: TestClient, body: dict[str, Any]) -> None:
     assert client.post(MEMORIES.format("acme"), headers=ACME, json=body).status_code == 422
@@ -237,7 +268,8 @@ def test_as_of_reads_the_memory_as_it_stood_then(client: TestClient) -> None:
     then = client.get(MEMORY.format("acme", "u1"), params={"as_of": NOW}, headers=ACME).json()
     now = client.get(MEMORY.format("acme", "u1"), headers=ACME).json()
     assert then == now  # nothing was written after NOW; decayed to NOW, the reader's clock
-    body = {"user_ids": ["u1", "u1"], "as_of": [NOW - 9, NOW], "k": 10}
+    body = {"reads": [{"user_id": "u1", "as_of": NOW - 9}, {"user_id": "u1", "as_of": NOW}],
+            "k": 10}  # fmt: skip
     batch = client.post(MEMORIES.format("acme"), headers=ACME, json=body).json()["memories"]
     assert batch == [early, then]
     matched = client.post(
