@@ -226,7 +226,6 @@ def test_unknown_items_raise_a_clear_value_error(store: MemoryStore, tmp_path: P
     [
         ({"query": [0.1, 0.2, 0.3]}, "has 3 dimensions; the embedding dimension is 8"),
         ({"query": [[0.1] * 8]}, "flat list of numbers"),
-        ({"query": [0.0] * 8}, "finite and non-zero"),
         ({"query": [float("nan")] * 8}, "finite and non-zero"),
         ({"query": "  "}, "must not be empty"),
         ({}, "exactly one of"),
@@ -241,6 +240,16 @@ def test_bad_queries_raise_value_error(
     write(store, "acme", "u1", chunk("acme", "u1", "comedy", 0.5))
     with pytest.raises(ValueError, match=message):
         reader_over(store).retrieve("acme", "u1", **kwargs)
+
+
+def test_a_zero_query_vector_matches_nothing_and_a_huge_one_still_has_a_direction(
+    store: MemoryStore,
+) -> None:
+    write(store, "acme", "u1", chunk("acme", "u1", "comedy", 0.5))
+    reader = reader_over(store)
+    assert reader.retrieve("acme", "u1", query=[0.0] * 8) == []
+    huge = reader.retrieve("acme", "u1", query=[1e200] * 8)  # its square would overflow
+    assert [c.key for c in huge] == [chunk("acme", "u1", "comedy", 0.5).key]
 
 
 def test_second_read_is_served_from_cache_and_queries_are_embedded_once(
