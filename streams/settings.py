@@ -71,6 +71,10 @@ class StorageSettings(BaseModel):
     secret_access_key: SecretStr | None = None
     allow_http: bool = False  # a plain-http endpoint (a store on loopback or in the cluster)
 
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.access_key_id) and self.secret_access_key is not None
+
     def lance_options(self) -> dict[str, str]:
         """LanceDB's ``storage_options`` (the object_store crate's key names)."""
         options = {"aws_region": self.region, "allow_http": str(self.allow_http).lower()}
@@ -80,6 +84,13 @@ class StorageSettings(BaseModel):
             options["aws_access_key_id"] = self.access_key_id
             options["aws_secret_access_key"] = self.secret_access_key.get_secret_value()
         return options
+
+    def aws_env(self) -> dict[str, str]:
+        """The same as environment variables, for a process configured that way (Tansu)."""
+        names = {"aws_region": "AWS_DEFAULT_REGION", "allow_http": "AWS_ALLOW_HTTP",
+                 "aws_endpoint": "AWS_ENDPOINT", "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+                 "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY"}  # fmt: skip
+        return {names[key]: value for key, value in self.lance_options().items()}
 
 
 class Settings(BaseSettings):
@@ -203,9 +214,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _object_store_has_credentials(self) -> Settings:
-        if self.lancedb_uri.startswith("s3://") and (
-            not self.storage.access_key_id or self.storage.secret_access_key is None
-        ):
+        if self.lancedb_uri.startswith("s3://") and not self.storage.has_credentials:
             raise ValueError(
                 "an s3:// LanceDB URI needs BELIEFSTREAM_STORAGE_ACCESS_KEY_ID and "
                 "BELIEFSTREAM_STORAGE_SECRET_ACCESS_KEY (the default credential chain is not used)"

@@ -58,12 +58,8 @@ class SasrecRunner:
         source = next(iter(runs), None)
         memory_at = None if source is None else self._memory_reader(runs[source])
 
-        def epoch_done(epoch: int, loss: float, validation: float) -> None:
-            self.status(f"{name}: epochs (loss {loss:.3f}, validation {validation:.4f})",
-                        epoch, self.config.max_epochs)  # fmt: skip
-
         trained = sasrec_variant(name, self.split, self.space.index, self._served[0], memory_at,
-                                 self.cache_dir, self.config, epoch_done)  # fmt: skip
+                                 self.cache_dir, self.config, self._on_epoch(name))  # fmt: skip
         extra = trained.details | {"events_from": self._served[1]}
         if name in self._warmed:  # trained (or loaded) by ``warm``, beside the workers
             extra["loaded_from_cache"] = self._warmed[name]
@@ -82,14 +78,18 @@ class SasrecRunner:
         if SASREC_VARIANTS[name][1]:
             return  # it trains on a run's memory: only once that run has ended
 
+        history, _ = self._served_events({})
+        on_epoch = self._on_epoch(f"{name}, beside the workers")
+        warmed = sasrec_variant(name, self.split, self.space.index, history, None,
+                                self.cache_dir, self.config, on_epoch)  # fmt: skip
+        self._warmed[name] = bool(warmed.details["loaded_from_cache"])
+
+    def _on_epoch(self, label: str) -> Callable[[int, float, float], None]:
         def epoch_done(epoch: int, loss: float, validation: float) -> None:
-            self.status(f"{name}: training beside the workers (validation {validation:.4f})",
+            self.status(f"{label}: epochs (loss {loss:.3f}, validation {validation:.4f})",
                         epoch, self.config.max_epochs)  # fmt: skip
 
-        history, _ = self._served_events({})
-        warmed = sasrec_variant(name, self.split, self.space.index, history, None,
-                                self.cache_dir, self.config, epoch_done)  # fmt: skip
-        self._warmed[name] = bool(warmed.details["loaded_from_cache"])
+        return epoch_done
 
     def _figures(self, score: ScoreFn) -> dict[str, float]:
         split = self.split

@@ -91,14 +91,9 @@ def start_broker(
     ]  # fmt: skip
     env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
     if log_uri is not None:
-        if storage is None or not storage.access_key_id or storage.secret_access_key is None:
+        if storage is None or not storage.has_credentials:
             raise ValueError("a durable broker log needs the object store's endpoint and keys")
-        env |= {
-            "AWS_ACCESS_KEY_ID": storage.access_key_id,
-            "AWS_SECRET_ACCESS_KEY": storage.secret_access_key.get_secret_value(),
-            "AWS_DEFAULT_REGION": storage.region,
-            "AWS_ALLOW_HTTP": str(storage.allow_http).lower(),
-        } | ({"AWS_ENDPOINT": storage.endpoint} if storage.endpoint else {})
+        env |= storage.aws_env()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     broker = Broker(proc, host, port)
     deadline = time.monotonic() + ready_timeout
